@@ -1,0 +1,14 @@
+//! The AWS side of the functions: where records are stored and where rejected ones go.
+//!
+//! Every client honours `AWS_ENDPOINT_URL`, so one binary talks to AWS, LocalStack or moto.
+
+pub mod config;
+pub mod dead_letters;
+pub mod retry;
+pub mod schema;
+pub mod ticks;
+
+pub use config::{ConfigError, load_sdk_config, required_env};
+pub use dead_letters::DeadLetterQueue;
+pub use retry::RetryPolicy;
+pub use ticks::{TickStore, TickWriteOutcome};

@@ -1,0 +1,63 @@
+//! Table and queue definitions, for local stacks and tests (in AWS the SAM template creates them;
+//! keep the two in step: same key names and types).
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+
+/// A table's name and its string keys.
+#[derive(Debug, Clone, Copy)]
+pub struct TableKeys {
+    pub partition_key: &'static str,
+    pub sort_key: &'static str,
+}
+
+/// Raw ticks: one item per (pair, timestamp).
+pub const TICKS: TableKeys = TableKeys {
+    partition_key: "pair",
+    sort_key: "ts",
+};
+
+/// Hourly mid-price sums: one item per (pair, hour).
+pub const HOURLY_RATES: TableKeys = TableKeys {
+    partition_key: "pair",
+    sort_key: "hour",
+};
+
+/// Creates an on-demand table unless it exists.
+pub async fn ensure_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    keys: TableKeys,
+) -> Result<(), aws_sdk_dynamodb::Error> {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build();
+    let result = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr(keys.partition_key)?)
+        .attribute_definitions(attr(keys.sort_key)?)
+        .key_schema(key(keys.partition_key, KeyType::Hash)?)
+        .key_schema(key(keys.sort_key, KeyType::Range)?)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => match e.into_service_error() {
+            aws_sdk_dynamodb::operation::create_table::CreateTableError::ResourceInUseException(_) => Ok(()),
+            other => Err(other.into()),
+        },
+    }
+}
+
+/// Creates a queue unless it exists and returns its URL.
+pub async fn ensure_queue(client: &aws_sdk_sqs::Client, name: &str) -> Result<String, aws_sdk_sqs::Error> {
+    let out = client.create_queue().queue_name(name).send().await?;
+    Ok(out.queue_url().unwrap_or_default().to_owned())
+}

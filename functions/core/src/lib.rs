@@ -1,0 +1,15 @@
+//! Domain logic of the streaming platform: pure and synchronous, no I/O.
+
+pub mod dead_letter;
+pub mod event;
+pub mod hourly;
+pub mod json;
+pub mod metrics;
+pub mod simulate;
+pub mod tick;
+pub mod time;
+
+pub use dead_letter::DeadLetter;
+pub use event::{Position, SourceEvent, SourceRecord};
+pub use tick::{Tick, TickId, TickRejection};
+pub use time::Timestamp;

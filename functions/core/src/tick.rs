@@ -1,0 +1,288 @@
+//! Forex ticks and stock quotes: one shape, decoded strictly.
+//!
+//! `{"timestamp": "2024-01-01 00:00:00.570000", "pair_name": "MRVZAR", "bid_price": 1.7168,
+//! "ask_price": 1.7598, "spread": 0.043}`: exactly these fields, each with its JSON type. A record
+//! that breaks a rule is rejected with the rule it broke, so the dead-letter destination says why.
+
+use crate::json::{JsonSyntaxError, JsonValue, ObjectScanner};
+use crate::time::{Timestamp, TimestampError};
+use std::borrow::Cow;
+
+/// The longest symbol accepted (Yahoo symbols such as `HDFCBANK.NS` or `EURUSD=X` are far shorter).
+pub const MAX_SYMBOL_LEN: usize = 32;
+
+/// A validated tick: a bid/ask quote of one symbol at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tick {
+    pub pair: String,
+    pub timestamp: Timestamp,
+    pub bid: f64,
+    pub ask: f64,
+    pub spread: f64,
+}
+
+/// A tick's identity (DESIGN §6): the same symbol at the same instant is the same tick.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TickId {
+    pub pair: String,
+    pub timestamp: Timestamp,
+}
+
+/// Why a tick was rejected. The `Display` text is what the dead-letter destination records.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TickRejection {
+    #[error("not a JSON object: {0}")]
+    Syntax(#[from] JsonSyntaxError),
+    #[error("missing field `{0}`")]
+    MissingField(&'static str),
+    #[error("field `{field}` must be {expected}, found {found}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("unknown field `{0}`")]
+    UnknownField(String),
+    #[error("field `{0}` appears more than once")]
+    DuplicateField(&'static str),
+    #[error("field `timestamp`: {0}")]
+    Timestamp(#[from] TimestampError),
+    #[error("field `pair_name` must be 1 to {MAX_SYMBOL_LEN} printable characters without spaces, found {0:?}")]
+    Symbol(String),
+    #[error("field `{field}` must be a finite number, found {text}")]
+    NotFinite { field: &'static str, text: String },
+    #[error("field `{field}` must be positive, found {value}")]
+    NonPositivePrice { field: &'static str, value: f64 },
+    #[error("ask_price {ask} is below bid_price {bid}")]
+    AskBelowBid { bid: f64, ask: f64 },
+    #[error("field `spread` must not be negative, found {0}")]
+    NegativeSpread(f64),
+}
+
+const FIELDS: [&str; 5] = ["timestamp", "pair_name", "bid_price", "ask_price", "spread"];
+
+impl Tick {
+    /// Decodes and validates one record value.
+    pub fn decode(value: &[u8]) -> Result<Tick, TickRejection> {
+        let mut scanner = ObjectScanner::new(value)?;
+        let mut timestamp: Option<Cow<'_, str>> = None;
+        let mut pair: Option<Cow<'_, str>> = None;
+        let mut bid: Option<f64> = None;
+        let mut ask: Option<f64> = None;
+        let mut spread: Option<f64> = None;
+        while let Some((name, value)) = scanner.next_member()? {
+            match name.as_ref() {
+                "timestamp" => set(&mut timestamp, 0, string(0, value)?)?,
+                "pair_name" => set(&mut pair, 1, string(1, value)?)?,
+                "bid_price" => set(&mut bid, 2, number(2, value)?)?,
+                "ask_price" => set(&mut ask, 3, number(3, value)?)?,
+                "spread" => set(&mut spread, 4, number(4, value)?)?,
+                other => return Err(TickRejection::UnknownField(other.to_owned())),
+            }
+        }
+        let timestamp = timestamp.ok_or(TickRejection::MissingField(FIELDS[0]))?;
+        let pair = pair.ok_or(TickRejection::MissingField(FIELDS[1]))?;
+        let bid = bid.ok_or(TickRejection::MissingField(FIELDS[2]))?;
+        let ask = ask.ok_or(TickRejection::MissingField(FIELDS[3]))?;
+        let spread = spread.ok_or(TickRejection::MissingField(FIELDS[4]))?;
+
+        let timestamp = Timestamp::parse(&timestamp)?;
+        if pair.is_empty()
+            || pair.len() > MAX_SYMBOL_LEN
+            || pair.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(TickRejection::Symbol(pair.into_owned()));
+        }
+        if bid <= 0.0 {
+            return Err(TickRejection::NonPositivePrice {
+                field: FIELDS[2],
+                value: bid,
+            });
+        }
+        if ask <= 0.0 {
+            return Err(TickRejection::NonPositivePrice {
+                field: FIELDS[3],
+                value: ask,
+            });
+        }
+        if ask < bid {
+            return Err(TickRejection::AskBelowBid { bid, ask });
+        }
+        if spread < 0.0 {
+            return Err(TickRejection::NegativeSpread(spread));
+        }
+        Ok(Tick {
+            pair: pair.into_owned(),
+            timestamp,
+            bid,
+            ask,
+            spread,
+        })
+    }
+
+    pub fn id(&self) -> TickId {
+        TickId {
+            pair: self.pair.clone(),
+            timestamp: self.timestamp,
+        }
+    }
+
+    /// The value in the wire format, fields in the reference generator's order.
+    pub fn to_json(&self) -> String {
+        format!(
+            r#"{{"timestamp": "{}", "pair_name": {}, "bid_price": {}, "ask_price": {}, "spread": {}}}"#,
+            self.timestamp,
+            json_string(&self.pair),
+            self.bid,
+            self.ask,
+            self.spread
+        )
+    }
+
+    /// The mid price in nano-units (1e-9), exact for prices with up to 8 decimals.
+    ///
+    /// Hourly sums are kept in these integer units, so a sum does not depend on the order in which
+    /// ticks arrive: the hourly average rate is the same for every delivery order and batching.
+    pub fn mid_nanos(&self) -> i64 {
+        (price_e8(self.bid) + price_e8(self.ask)) * 5
+    }
+}
+
+/// A price in units of 1e-8, rounded to the nearest unit.
+pub fn price_e8(price: f64) -> i64 {
+    (price * 1e8).round() as i64
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+fn set<T>(slot: &mut Option<T>, field: usize, value: T) -> Result<(), TickRejection> {
+    if slot.is_some() {
+        return Err(TickRejection::DuplicateField(FIELDS[field]));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn string(field: usize, value: JsonValue<'_>) -> Result<Cow<'_, str>, TickRejection> {
+    match value {
+        JsonValue::String(s) => Ok(s),
+        other => Err(TickRejection::WrongType {
+            field: FIELDS[field],
+            expected: "a string",
+            found: other.kind(),
+        }),
+    }
+}
+
+fn number(field: usize, value: JsonValue<'_>) -> Result<f64, TickRejection> {
+    match value {
+        JsonValue::Number(text) => match text.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            _ => Err(TickRejection::NotFinite {
+                field: FIELDS[field],
+                text: text.to_owned(),
+            }),
+        },
+        other => Err(TickRejection::WrongType {
+            field: FIELDS[field],
+            expected: "a number",
+            found: other.kind(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"timestamp": "2024-01-01 00:00:00.570000", "pair_name": "MRVZAR", "bid_price": 1.7168, "ask_price": 1.7598, "spread": 0.043}"#;
+
+    fn reject(text: &str) -> String {
+        Tick::decode(text.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn decodes_the_reference_tick() {
+        let t = Tick::decode(GOOD.as_bytes()).unwrap();
+        assert_eq!(t.pair, "MRVZAR");
+        assert_eq!(t.timestamp.to_string(), "2024-01-01 00:00:00.570000");
+        assert_eq!((t.bid, t.ask, t.spread), (1.7168, 1.7598, 0.043));
+        assert_eq!(t.to_json(), GOOD);
+    }
+
+    #[test]
+    fn field_order_and_white_space_do_not_matter() {
+        let t = Tick::decode(br#"{"spread":0.043,"ask_price":1.7598,"bid_price":1.7168,"pair_name":"MRVZAR","timestamp":"2024-01-01 00:00:00.570000"}"#).unwrap();
+        assert_eq!(t, Tick::decode(GOOD.as_bytes()).unwrap());
+    }
+
+    #[test]
+    fn each_rule_has_its_reason() {
+        assert_eq!(
+            reject(r#"{"timestamp": "2024-01-01 00:00:00.570000", "pair_name": "MRVZAR", "ask_price": 1.7598, "spread": 0.043}"#),
+            "missing field `bid_price`"
+        );
+        assert_eq!(
+            reject(&GOOD.replace("1.7168", "\"1.7168\"")),
+            "field `bid_price` must be a number, found a string"
+        );
+        assert_eq!(
+            reject(&GOOD.replace("\"MRVZAR\"", "7")),
+            "field `pair_name` must be a string, found a number"
+        );
+        assert_eq!(
+            reject(&GOOD.replace("1.7168", "-1.7168")),
+            "field `bid_price` must be positive, found -1.7168"
+        );
+        assert_eq!(
+            reject(&GOOD.replace("1.7598", "0")),
+            "field `ask_price` must be positive, found 0"
+        );
+        assert_eq!(
+            reject(&GOOD.replace("1.7598", "1.5")),
+            "ask_price 1.5 is below bid_price 1.7168"
+        );
+        assert_eq!(
+            reject(&GOOD.replace("00:00:00.570000", "00:61:00.570000")),
+            "field `timestamp`: minute 61 is out of range in \"2024-01-01 00:61:00.570000\""
+        );
+        assert_eq!(
+            reject(&GOOD.replace("2024-01-01 00:00:00.570000", "yesterday")),
+            "field `timestamp`: expected `YYYY-MM-DD HH:MM:SS[.ffffff]`, found \"yesterday\""
+        );
+        assert_eq!(
+            reject(&GOOD.replace("}", ", \"volume\": 3}")),
+            "unknown field `volume`"
+        );
+        assert_eq!(
+            reject(&GOOD.replace("}", ", \"spread\": 3}")),
+            "field `spread` appears more than once"
+        );
+        assert_eq!(
+            reject(&GOOD.replace("0.043", "1e999")),
+            "field `spread` must be a finite number, found 1e999"
+        );
+        assert_eq!(
+            reject(&GOOD.replace("0.043", "-0.043")),
+            "field `spread` must not be negative, found -0.043"
+        );
+        assert_eq!(
+            reject(&GOOD.replace("MRVZAR", "MRV ZAR")),
+            "field `pair_name` must be 1 to 32 printable characters without spaces, found \"MRV ZAR\""
+        );
+        assert_eq!(reject("not json"), "not a JSON object: invalid JSON at byte 0: '{' (a JSON object)");
+        assert_eq!(
+            reject(&GOOD[..40]),
+            "not a JSON object: invalid JSON at byte 40: a closing '\"'"
+        );
+    }
+
+    #[test]
+    fn mid_is_exact_in_nano_units() {
+        let t = Tick::decode(GOOD.as_bytes()).unwrap();
+        // (1.7168 + 1.7598) / 2 = 1.7383
+        assert_eq!(t.mid_nanos(), 1_738_300_000);
+    }
+}
