@@ -104,7 +104,9 @@ impl DeadLetterQueue {
                     format!("{} entries failed", pending.len())
                 }
                 Err(e) => {
-                    let retryable = e.as_service_error().is_none_or(|s| is_retryable_code(s.code()));
+                    let retryable = e
+                        .as_service_error()
+                        .is_none_or(|s| is_retryable_code(s.code()));
                     let reason = format!("{}", aws_sdk_sqs::Error::from(e));
                     if !retryable {
                         return Err(DeadLetterError::NotSent {

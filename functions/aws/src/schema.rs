@@ -12,16 +12,16 @@ pub struct TableKeys {
     pub sort_key: &'static str,
 }
 
-/// Raw ticks: one item per (pair, timestamp).
+/// Raw ticks: one item per (pair, timestamp), partitioned by pair and hour (`MRVZAR#2024-01-01 13`).
 pub const TICKS: TableKeys = TableKeys {
-    partition_key: "pair",
+    partition_key: "pk",
     sort_key: "ts",
 };
 
-/// Hourly mid-price sums: one item per (pair, hour).
-pub const HOURLY_RATES: TableKeys = TableKeys {
+/// Mid-price sums per pair: minute buckets (`M#2024-01-01 13:05`) and hour buckets (`H#2024-01-01 13`).
+pub const RATES: TableKeys = TableKeys {
     partition_key: "pair",
-    sort_key: "hour",
+    sort_key: "bucket",
 };
 
 /// Creates an on-demand table unless it exists.
@@ -36,7 +36,12 @@ pub async fn ensure_table(
             .attribute_type(ScalarAttributeType::S)
             .build()
     };
-    let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build();
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+    };
     let result = client
         .create_table()
         .table_name(name)
@@ -50,14 +55,19 @@ pub async fn ensure_table(
     match result {
         Ok(_) => Ok(()),
         Err(e) => match e.into_service_error() {
-            aws_sdk_dynamodb::operation::create_table::CreateTableError::ResourceInUseException(_) => Ok(()),
+            aws_sdk_dynamodb::operation::create_table::CreateTableError::ResourceInUseException(
+                _,
+            ) => Ok(()),
             other => Err(other.into()),
         },
     }
 }
 
 /// Creates a queue unless it exists and returns its URL.
-pub async fn ensure_queue(client: &aws_sdk_sqs::Client, name: &str) -> Result<String, aws_sdk_sqs::Error> {
+pub async fn ensure_queue(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+) -> Result<String, aws_sdk_sqs::Error> {
     let out = client.create_queue().queue_name(name).send().await?;
     Ok(out.queue_url().unwrap_or_default().to_owned())
 }

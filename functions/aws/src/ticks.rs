@@ -1,47 +1,63 @@
-//! The tick store: raw ticks and hourly mid-price sums in DynamoDB, exactly once per distinct tick.
+//! The tick store: raw ticks, and per-minute and per-hour mid sums, exact under redelivery.
 //!
-//! # Why transactions
+//! # How exactly-once is kept (DESIGN §6)
 //!
-//! A raw tick item is idempotent by its key (pair, timestamp), but the hourly sum and count are
-//! counters: adding a redelivered tick twice would move them. The guard must tell, for each tick,
-//! whether its contribution is already in the sum, and must survive a crash between two writes.
-//! The mechanisms DESIGN §6 names, costed in write units (WCU) per tick:
+//! Raw tick items are keyed by the tick's identity (pair and timestamp), so writing one twice
+//! leaves one item: they go in `BatchWriteItem` calls of 25 at 1 WCU each.
 //!
-//! - Batch-put the raw ticks (1 WCU each), then add to the sums: not exactly once, since a crash
-//!   between the two writes (or a retry after it) cannot tell counted ticks from uncounted ones.
-//! - Per-source watermarks on the hourly item: cheap (about 1 WCU per tick plus one update per
-//!   partition and hour), but a tick's identity is (pair, timestamp), not its offset. A producer
-//!   that resends a tick puts it at a new offset, past any watermark, and it would count twice.
-//! - A transaction pairing the conditional insert of each raw tick (`attribute_not_exists`) with
-//!   the hourly update it contributes to: about 2 WCU per tick (transactions cost double) plus 2 per
-//!   hourly update, which the grouping in `wtc_core::hourly` shares among up to 99 ticks. A tick
-//!   that is already stored fails its condition, is dropped from the transaction, and the rest is
-//!   retried without it: so redeliveries, re-batched retries, producer resends and crashes between
-//!   transactions all leave the stored values as one pass over the distinct ticks would.
+//! Sums are never incremented. After a batch's raw ticks are stored, each (pair, minute) it touched
+//! is *recomputed* from its stored raw ticks (one strongly consistent `Query` of a bounded item
+//! collection), then each hour it touched from its minute sums. A recomputed sum is written with the
+//! condition that it counts more ticks than the stored one: raw ticks are only ever added, so a larger
+//! count is a newer view, and a writer whose view is stale (a concurrent batch wrote more since) is
+//! refused. Whoever reads last sees every write before it, so the final sum always covers every
+//! stored tick. A redelivered batch, a retry with other boundaries, a producer's resend, or a crash
+//! between any two writes therefore leaves the sums exactly as one pass over the distinct ticks.
 //!
-//! We take the transactions: the only option that is exact under every failure above, for about
-//! twice the raw write cost (measured: 2.02 WCU per tick for the reference generator's batches of
-//! 500, against 1 WCU for a plain batch put that would be wrong under resends).
+//! Alternatives, per tick in write units (WCU) and read units (RCU):
+//! - counters incremented per batch (`ADD`): 1 WCU, but a retry after a partial write counts twice;
+//! - per-source watermarks on the sums: ~1 WCU, but a producer's resend arrives at a new offset,
+//!   past any watermark, and counts twice (identity is the natural key, not the offset);
+//! - a transaction pairing each conditional raw insert with its sum update: exact, but 2 WCU per
+//!   tick (transactions cost double) and a conflict whenever two partitions touch the same hour;
+//! - recomputation (this): 1 WCU per tick plus, per (pair, minute) in a batch, about 3 RCU and
+//!   1 WCU, and per (pair, hour) about 2 RCU and 1 WCU. The reference stream keys records by pair
+//!   and minute, so a batch of 500 touches a handful of minutes: about 1.02 WCU and 0.03 RCU a tick
+//!   (the `tick_store_costs` end-to-end test prints the measured request counts).
 
 use crate::retry::{RetryPolicy, is_retryable_code};
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
-use std::collections::{HashMap, HashSet};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnValue, WriteRequest};
+use futures::StreamExt;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use wtc_core::Tick;
-use wtc_core::hourly::{MAX_TRANSACTION_ACTIONS, TickTransaction, plan_transactions};
+use wtc_core::rates::{MidSum, by_minute, hour_bucket, minute_bucket, tick_partition_key};
+use wtc_core::time::Timestamp;
+
+/// DynamoDB's limit on the requests of one `BatchWriteItem` call.
+pub const BATCH_WRITE_LIMIT: usize = 25;
+/// Calls in flight at once for one batch.
+const CONCURRENCY: usize = 8;
 
 /// What happened to each tick of a batch (indices into the batch's ticks).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TickWriteOutcome {
-    /// Newly stored, with their share of the hourly sums.
-    pub stored: Vec<usize>,
-    /// Already stored (by an earlier delivery, or earlier in this batch): nothing written.
-    pub duplicates: Vec<usize>,
-    /// Not written after retries, with the last error.
+    /// Ticks the store did not hold before (counted from the sums' growth).
+    pub stored: usize,
+    /// Ticks written whose identity was already stored, by an earlier delivery or earlier in the batch.
+    pub duplicates: usize,
+    /// Ticks not safely stored after retries, with the last error: the batch must be retried.
     pub failed: Vec<(usize, String)>,
-    /// Transactions sent (each attempt counts once).
-    pub transactions: usize,
+}
+
+/// Requests sent to DynamoDB, for cost reports.
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    pub batch_writes: AtomicU64,
+    pub items_written: AtomicU64,
+    pub queries: AtomicU64,
+    pub sum_puts: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -50,7 +66,7 @@ pub struct TickStore {
     ticks_table: String,
     rates_table: String,
     retry: RetryPolicy,
-    max_actions: usize,
+    counts: std::sync::Arc<RequestCounts>,
 }
 
 impl TickStore {
@@ -60,14 +76,8 @@ impl TickStore {
             ticks_table,
             rates_table,
             retry: RetryPolicy::default(),
-            max_actions: MAX_TRANSACTION_ACTIONS,
+            counts: Default::default(),
         }
-    }
-
-    /// Smaller transactions (at least 2 actions): for tests that need many transactions per batch.
-    pub fn with_max_actions(mut self, max_actions: usize) -> Self {
-        self.max_actions = max_actions.clamp(2, MAX_TRANSACTION_ACTIONS);
-        self
     }
 
     pub fn ticks_table(&self) -> &str {
@@ -78,164 +88,353 @@ impl TickStore {
         &self.rates_table
     }
 
-    /// The transactions that writing `ticks` takes, duplicates within the batch left out (the first
-    /// occurrence of an identity is the one written). Returns the plan and the in-batch duplicates.
-    pub fn plan(&self, ticks: &[Tick]) -> (Vec<TickTransaction>, Vec<usize>) {
-        let mut seen = HashSet::with_capacity(ticks.len());
-        let mut unique = Vec::with_capacity(ticks.len());
-        let mut duplicates = Vec::new();
-        for (i, t) in ticks.iter().enumerate() {
-            if seen.insert((t.pair.as_str(), t.timestamp)) {
-                unique.push(i);
-            } else {
-                duplicates.push(i);
-            }
-        }
-        (plan_transactions(ticks, &unique, self.max_actions), duplicates)
+    /// Requests sent so far by this store (and its clones).
+    pub fn request_counts(&self) -> &RequestCounts {
+        &self.counts
     }
 
-    /// Writes every tick exactly once. `sources[i]` is tick i's source position, kept on its item.
+    /// Stores the ticks and brings the sums they touch up to date.
+    /// `sources[i]` is tick i's source position, kept on its raw item.
     pub async fn write(&self, ticks: &[Tick], sources: &[String]) -> TickWriteOutcome {
-        let (plan, duplicates) = self.plan(ticks);
-        let mut outcome = self.execute(ticks, sources, plan).await;
-        outcome.duplicates.extend(duplicates);
+        let mut outcome = TickWriteOutcome::default();
+        let mut seen = HashSet::with_capacity(ticks.len());
+        let unique: Vec<usize> = (0..ticks.len())
+            .filter(|&i| seen.insert((ticks[i].pair.as_str(), ticks[i].timestamp)))
+            .collect();
+        let in_batch_duplicates = ticks.len() - unique.len();
+
+        let failed_raw = self.put_raw(ticks, sources, &unique).await;
+        let failed_set: HashSet<usize> = failed_raw.iter().map(|(i, _)| *i).collect();
+        outcome.failed = failed_raw;
+        let written: Vec<usize> = unique
+            .iter()
+            .copied()
+            .filter(|i| !failed_set.contains(i))
+            .collect();
+
+        let (added, failed_sums) = self.refresh_sums(ticks, &written).await;
+        outcome.stored = added as usize;
+        outcome.duplicates = in_batch_duplicates + written.len().saturating_sub(added as usize);
+        outcome.failed.extend(failed_sums);
         outcome
     }
 
-    /// Runs planned transactions. Transactions whose first hourly item differs run concurrently;
-    /// those that share it run one after another, so they do not conflict with each other.
-    pub async fn execute(&self, ticks: &[Tick], sources: &[String], plan: Vec<TickTransaction>) -> TickWriteOutcome {
-        let mut lanes: HashMap<(String, i64), Vec<TickTransaction>> = HashMap::new();
-        for txn in plan {
-            let lane = txn
-                .hourly
-                .first()
-                .map(|h| (h.pair.clone(), h.hour.micros()))
-                .unwrap_or_default();
-            lanes.entry(lane).or_default().push(txn);
-        }
-        let results = futures::future::join_all(lanes.into_values().map(|lane| async move {
-            let mut outcome = TickWriteOutcome::default();
-            for txn in lane {
-                self.run_transaction(ticks, sources, txn, &mut outcome).await;
-            }
-            outcome
-        }))
-        .await;
-        let mut total = TickWriteOutcome::default();
-        for o in results {
-            total.stored.extend(o.stored);
-            total.duplicates.extend(o.duplicates);
-            total.failed.extend(o.failed);
-            total.transactions += o.transactions;
-        }
-        total
-    }
-
-    async fn run_transaction(
+    /// Writes raw ticks in batches of 25; returns the ticks that could not be written.
+    pub async fn put_raw(
         &self,
         ticks: &[Tick],
         sources: &[String],
-        txn: TickTransaction,
-        outcome: &mut TickWriteOutcome,
-    ) {
-        let mut queue = vec![txn];
-        while let Some(txn) = queue.pop() {
-            let mut retry = 0;
-            loop {
-                let items = match self.transaction_items(ticks, sources, &txn) {
-                    Ok(items) => items,
-                    Err(e) => {
-                        outcome.failed.extend(txn.ticks.iter().map(|&i| (i, e.clone())));
-                        break;
+        selected: &[usize],
+    ) -> Vec<(usize, String)> {
+        let jobs: Vec<_> = selected
+            .chunks(BATCH_WRITE_LIMIT)
+            .map(|chunk| self.batch_write(ticks, sources, chunk))
+            .collect();
+        let results: Vec<Vec<(usize, String)>> = futures::stream::iter(jobs)
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().flatten().collect()
+    }
+
+    async fn batch_write(
+        &self,
+        ticks: &[Tick],
+        sources: &[String],
+        chunk: &[usize],
+    ) -> Vec<(usize, String)> {
+        let mut pending: Vec<(usize, WriteRequest)> = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            match raw_item(
+                &ticks[i],
+                sources.get(i).map(String::as_str).unwrap_or_default(),
+            ) {
+                Ok(request) => pending.push((i, request)),
+                Err(e) => return chunk.iter().map(|&i| (i, e.clone())).collect(),
+            }
+        }
+        let mut retry = 0;
+        loop {
+            self.counts.batch_writes.fetch_add(1, Ordering::Relaxed);
+            self.counts
+                .items_written
+                .fetch_add(pending.len() as u64, Ordering::Relaxed);
+            let result = self
+                .client
+                .batch_write_item()
+                .request_items(
+                    &self.ticks_table,
+                    pending.iter().map(|(_, r)| r.clone()).collect(),
+                )
+                .send()
+                .await;
+            let reason = match result {
+                Ok(out) => {
+                    let unprocessed = out
+                        .unprocessed_items()
+                        .and_then(|m| m.get(&self.ticks_table))
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    if unprocessed.is_empty() {
+                        return Vec::new();
                     }
-                };
-                outcome.transactions += 1;
-                let result = self
-                    .client
-                    .transact_write_items()
-                    .set_transact_items(Some(items))
-                    .send()
-                    .await;
-                let error = match result {
-                    Ok(_) => {
-                        outcome.stored.extend_from_slice(&txn.ticks);
-                        break;
+                    // Unprocessed items come back as the same requests: keep those still pending.
+                    pending.retain(|(_, r)| unprocessed.contains(r));
+                    format!("{} items left unprocessed (throttled)", pending.len())
+                }
+                Err(e) => {
+                    let retryable = e
+                        .as_service_error()
+                        .is_none_or(|s| is_retryable_code(s.code()));
+                    let reason = aws_sdk_dynamodb::Error::from(e).to_string();
+                    if !retryable {
+                        return pending
+                            .into_iter()
+                            .map(|(i, _)| (i, reason.clone()))
+                            .collect();
                     }
-                    Err(e) => e,
-                };
-                let service = error.as_service_error();
-                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) = service {
-                    let reasons = c.cancellation_reasons();
-                    let already: HashSet<usize> = reasons
-                        .iter()
-                        .take(txn.ticks.len())
-                        .enumerate()
-                        .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
-                        .map(|(pos, _)| txn.ticks[pos])
-                        .collect();
-                    if !already.is_empty() {
-                        // Stored by an earlier delivery: drop them and write the rest anew.
-                        outcome.duplicates.extend(already.iter().copied());
-                        let rest: Vec<usize> = txn.ticks.iter().copied().filter(|i| !already.contains(i)).collect();
-                        queue.extend(plan_transactions(ticks, &rest, self.max_actions));
-                        break;
-                    }
-                    let retryable = reasons.iter().all(|r| {
-                        matches!(r.code(), None | Some("None")) || is_retryable_code(r.code())
+                    reason
+                }
+            };
+            retry += 1;
+            if !self.retry.pause(retry).await {
+                return pending
+                    .into_iter()
+                    .map(|(i, _)| (i, reason.clone()))
+                    .collect();
+            }
+        }
+    }
+
+    /// Recomputes the minute sums of the given ticks, then their hours. Returns how many ticks the
+    /// sums grew by, and the ticks whose sums could not be brought up to date.
+    pub async fn refresh_sums(
+        &self,
+        ticks: &[Tick],
+        written: &[usize],
+    ) -> (u64, Vec<(usize, String)>) {
+        let jobs: Vec<_> = by_minute(ticks, written)
+            .into_iter()
+            .map(|((pair, minute), members)| {
+                let pair = pair.to_owned();
+                async move { (members, self.refresh_minute(&pair, minute).await) }
+            })
+            .collect();
+        let results: Vec<(Vec<usize>, Result<u64, String>)> = futures::stream::iter(jobs)
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut added = 0;
+        let mut failed = Vec::new();
+        let mut hours: BTreeMap<(String, Timestamp), Vec<usize>> = BTreeMap::new();
+        for (members, result) in results {
+            match result {
+                Ok(n) => {
+                    added += n;
+                    let t = &ticks[members[0]];
+                    hours
+                        .entry((t.pair.clone(), t.timestamp.hour_start()))
+                        .or_default()
+                        .extend(members);
+                }
+                Err(e) => failed.extend(members.into_iter().map(|i| (i, e.clone()))),
+            }
+        }
+        let jobs: Vec<_> = hours
+            .into_iter()
+            .map(|((pair, hour), members)| async move {
+                (members, self.refresh_hour(&pair, hour).await)
+            })
+            .collect();
+        let results: Vec<(Vec<usize>, Result<u64, String>)> = futures::stream::iter(jobs)
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for (members, result) in results {
+            if let Err(e) = result {
+                failed.extend(members.into_iter().map(|i| (i, e.clone())));
+            }
+        }
+        (added, failed)
+    }
+
+    /// Recomputes one minute from its raw ticks; returns how many ticks it grew by.
+    async fn refresh_minute(&self, pair: &str, minute: Timestamp) -> Result<u64, String> {
+        let from = minute.to_wtc_string();
+        let to = Timestamp::from_micros(minute.micros() + 59_999_999).to_wtc_string();
+        let mut sum = MidSum::default();
+        self.query_all(
+            &self.ticks_table,
+            "#pk = :pk AND #sk BETWEEN :from AND :to",
+            ("pk", "ts"),
+            &[
+                (":pk", tick_partition_key(pair, minute)),
+                (":from", from),
+                (":to", to),
+            ],
+            "mid",
+            |item| {
+                if let Some(mid) = number(item, "mid") {
+                    sum.add_mid(mid);
+                }
+            },
+        )
+        .await?;
+        self.put_sum(pair, minute_bucket(minute), minute, sum).await
+    }
+
+    /// Recomputes one hour from its minute sums.
+    async fn refresh_hour(&self, pair: &str, hour: Timestamp) -> Result<u64, String> {
+        let first = minute_bucket(hour);
+        let last = minute_bucket(Timestamp::from_micros(hour.micros() + 3_599_999_999));
+        let mut sum = MidSum::default();
+        self.query_all(
+            &self.rates_table,
+            "#pk = :pk AND #sk BETWEEN :from AND :to",
+            ("pair", "bucket"),
+            &[(":pk", pair.to_owned()), (":from", first), (":to", last)],
+            "mid_sum_nanos, ticks",
+            |item| {
+                if let (Some(s), Some(n)) = (number(item, "mid_sum_nanos"), number(item, "ticks")) {
+                    sum.merge(MidSum {
+                        mid_sum_nanos: s,
+                        ticks: n as u64,
                     });
-                    if retryable && self.retry.pause(retry + 1).await {
+                }
+            },
+        )
+        .await?;
+        self.put_sum(pair, hour_bucket(hour), hour, sum).await
+    }
+
+    /// A strongly consistent query over every page, feeding each item to `each`.
+    async fn query_all(
+        &self,
+        table: &str,
+        condition: &str,
+        (partition_key, sort_key): (&str, &str),
+        values: &[(&str, String)],
+        projection: &str,
+        mut each: impl FnMut(&HashMap<String, AttributeValue>),
+    ) -> Result<(), String> {
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let mut retry = 0;
+            let page = loop {
+                self.counts.queries.fetch_add(1, Ordering::Relaxed);
+                let mut q = self
+                    .client
+                    .query()
+                    .table_name(table)
+                    .consistent_read(true)
+                    .key_condition_expression(condition)
+                    .expression_attribute_names("#pk", partition_key)
+                    .expression_attribute_names("#sk", sort_key)
+                    .projection_expression(projection)
+                    .set_exclusive_start_key(start.clone());
+                for (name, value) in values {
+                    q = q.expression_attribute_values(*name, AttributeValue::S(value.clone()));
+                }
+                match q.send().await {
+                    Ok(page) => break page,
+                    Err(e) => {
+                        let retryable = e
+                            .as_service_error()
+                            .is_none_or(|s| is_retryable_code(s.code()));
+                        let reason = aws_sdk_dynamodb::Error::from(e).to_string();
                         retry += 1;
-                        continue;
-                    }
-                } else {
-                    let retryable = service.is_none_or(|s| is_retryable_code(s.code()));
-                    if retryable && self.retry.pause(retry + 1).await {
-                        retry += 1;
-                        continue;
+                        if !retryable || !self.retry.pause(retry).await {
+                            return Err(format!("querying {table}: {reason}"));
+                        }
                     }
                 }
-                let reason = format!("{}", aws_sdk_dynamodb::Error::from(error));
-                outcome.failed.extend(txn.ticks.iter().map(|&i| (i, reason.clone())));
-                break;
+            };
+            page.items().iter().for_each(&mut each);
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(()),
             }
         }
     }
 
-    fn transaction_items(
+    /// Writes a sum unless the stored one already counts as many ticks or more.
+    /// Returns how many ticks the stored sum grew by.
+    async fn put_sum(
         &self,
-        ticks: &[Tick],
-        sources: &[String],
-        txn: &TickTransaction,
-    ) -> Result<Vec<TransactWriteItem>, String> {
-        let mut items = Vec::with_capacity(txn.actions());
-        for &i in &txn.ticks {
-            let t = &ticks[i];
-            let put = Put::builder()
-                .table_name(&self.ticks_table)
-                .item("pair", AttributeValue::S(t.pair.clone()))
-                .item("ts", AttributeValue::S(t.timestamp.to_wtc_string()))
-                .item("bid", AttributeValue::N(t.bid.to_string()))
-                .item("ask", AttributeValue::N(t.ask.to_string()))
-                .item("spread", AttributeValue::N(t.spread.to_string()))
-                .item("src", AttributeValue::S(sources.get(i).cloned().unwrap_or_default()))
-                .condition_expression("attribute_not_exists(ts)")
-                .build()
-                .map_err(|e| e.to_string())?;
-            items.push(TransactWriteItem::builder().put(put).build());
+        pair: &str,
+        bucket: String,
+        start: Timestamp,
+        sum: MidSum,
+    ) -> Result<u64, String> {
+        if sum.ticks == 0 {
+            return Ok(0);
         }
-        for h in &txn.hourly {
-            let update = Update::builder()
+        let mut retry = 0;
+        loop {
+            self.counts.sum_puts.fetch_add(1, Ordering::Relaxed);
+            let result = self
+                .client
+                .put_item()
                 .table_name(&self.rates_table)
-                .key("pair", AttributeValue::S(h.pair.clone()))
-                .key("hour", AttributeValue::S(h.hour.to_seconds_string()))
-                .update_expression("ADD mid_sum_nanos :sum, ticks :count")
-                .expression_attribute_values(":sum", AttributeValue::N(h.mid_sum_nanos.to_string()))
-                .expression_attribute_values(":count", AttributeValue::N(h.ticks.to_string()))
-                .build()
-                .map_err(|e| e.to_string())?;
-            items.push(TransactWriteItem::builder().update(update).build());
+                .item("pair", AttributeValue::S(pair.to_owned()))
+                .item("bucket", AttributeValue::S(bucket.clone()))
+                .item("start", AttributeValue::S(start.to_seconds_string()))
+                .item(
+                    "mid_sum_nanos",
+                    AttributeValue::N(sum.mid_sum_nanos.to_string()),
+                )
+                .item("ticks", AttributeValue::N(sum.ticks.to_string()))
+                .condition_expression("attribute_not_exists(#ticks) OR #ticks < :ticks")
+                .expression_attribute_names("#ticks", "ticks")
+                .expression_attribute_values(":ticks", AttributeValue::N(sum.ticks.to_string()))
+                .return_values(ReturnValue::AllOld)
+                .send()
+                .await;
+            match result {
+                Ok(out) => {
+                    let before = out
+                        .attributes()
+                        .and_then(|a| number(a, "ticks"))
+                        .unwrap_or(0) as u64;
+                    return Ok(sum.ticks.saturating_sub(before));
+                }
+                Err(e) => {
+                    let service = e.as_service_error();
+                    if service.is_some_and(|s| s.is_conditional_check_failed_exception()) {
+                        // The stored sum already counts these ticks (or more): nothing to add.
+                        return Ok(0);
+                    }
+                    let retryable = service.is_none_or(|s| is_retryable_code(s.code()));
+                    let reason = aws_sdk_dynamodb::Error::from(e).to_string();
+                    retry += 1;
+                    if !retryable || !self.retry.pause(retry).await {
+                        return Err(format!("writing sum {pair} {bucket}: {reason}"));
+                    }
+                }
+            }
         }
-        Ok(items)
     }
+}
+
+/// A raw tick item. `mid` (nano-units) is kept so that recomputing a minute reads one attribute.
+fn raw_item(t: &Tick, source: &str) -> Result<WriteRequest, String> {
+    let put = PutRequest::builder()
+        .item(
+            "pk",
+            AttributeValue::S(tick_partition_key(&t.pair, t.timestamp)),
+        )
+        .item("ts", AttributeValue::S(t.timestamp.to_wtc_string()))
+        .item("pair_name", AttributeValue::S(t.pair.clone()))
+        .item("bid_price", AttributeValue::N(t.bid.to_string()))
+        .item("ask_price", AttributeValue::N(t.ask.to_string()))
+        .item("spread", AttributeValue::N(t.spread.to_string()))
+        .item("mid", AttributeValue::N(t.mid_nanos().to_string()))
+        .item("src", AttributeValue::S(source.to_owned()))
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(WriteRequest::builder().put_request(put).build())
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
 }

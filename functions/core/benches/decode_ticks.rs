@@ -57,7 +57,9 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("kafka_ticks");
     group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function("decode_validate", |b| b.iter(|| decode_all(black_box(&event))));
+    group.bench_function("decode_validate", |b| {
+        b.iter(|| decode_all(black_box(&event)))
+    });
     group.bench_function("parse_event_decode_validate", |b| {
         b.iter(|| {
             let event: SourceEvent = serde_json::from_str(black_box(&text)).expect("event parses");

@@ -23,14 +23,21 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    pub fn new(function: &str, record: &SourceRecord<'_>, payload: Option<&[u8]>, reason: String) -> Self {
+    pub fn new(
+        function: &str,
+        record: &SourceRecord<'_>,
+        payload: Option<&[u8]>,
+        reason: String,
+    ) -> Self {
         Self {
             function: function.to_owned(),
             source: record.position.to_string(),
             reason,
             key: record.key.map(str::to_owned),
             value: record.data.map(str::to_owned),
-            value_text: payload.and_then(|p| std::str::from_utf8(p).ok()).map(str::to_owned),
+            value_text: payload
+                .and_then(|p| std::str::from_utf8(p).ok())
+                .map(str::to_owned),
         }
     }
 

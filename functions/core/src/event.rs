@@ -146,7 +146,8 @@ impl TryFrom<AnyEvent> for SourceEvent {
                 "event has both `records` (Kafka) and `Records` (Kinesis); expected one".into(),
             )),
             (None, None) => Err(UnknownEvent(
-                "event has neither `records` (a Kafka event) nor `Records` (a Kinesis event)".into(),
+                "event has neither `records` (a Kafka event) nor `Records` (a Kinesis event)"
+                    .into(),
             )),
         }
     }
@@ -257,7 +258,10 @@ impl SourceEvent {
                 .iter()
                 .map(|r| SourceRecord {
                     position: Position::Kinesis {
-                        shard_id: r.event_id.split_once(':').map_or(r.event_id.as_str(), |(s, _)| s),
+                        shard_id: r
+                            .event_id
+                            .split_once(':')
+                            .map_or(r.event_id.as_str(), |(s, _)| s),
                         sequence_number: &r.kinesis.sequence_number,
                     },
                     key: Some(&r.kinesis.partition_key),
@@ -291,7 +295,10 @@ mod tests {
     fn base64_round_trips_into_a_reused_buffer() {
         let mut buf = Vec::new();
         let enc = encode_base64(b"hello, tick");
-        assert_eq!(decode_base64(enc.as_bytes(), &mut buf).unwrap(), b"hello, tick");
+        assert_eq!(
+            decode_base64(enc.as_bytes(), &mut buf).unwrap(),
+            b"hello, tick"
+        );
         let enc = encode_base64(b"x");
         assert_eq!(decode_base64(enc.as_bytes(), &mut buf).unwrap(), b"x");
         assert!(decode_base64(b"not base64!", &mut buf).is_err());

@@ -64,7 +64,9 @@ impl<'a> ObjectScanner<'a> {
     }
 
     /// The next member, `None` after the closing brace (and nothing but white space after it).
-    pub fn next_member(&mut self) -> Result<Option<(Cow<'a, str>, JsonValue<'a>)>, JsonSyntaxError> {
+    pub fn next_member(
+        &mut self,
+    ) -> Result<Option<(Cow<'a, str>, JsonValue<'a>)>, JsonSyntaxError> {
         if self.done {
             return Ok(None);
         }
@@ -155,7 +157,11 @@ impl<'a> ObjectScanner<'a> {
         }
     }
 
-    fn literal(&mut self, text: &[u8], value: JsonValue<'a>) -> Result<JsonValue<'a>, JsonSyntaxError> {
+    fn literal(
+        &mut self,
+        text: &[u8],
+        value: JsonValue<'a>,
+    ) -> Result<JsonValue<'a>, JsonSyntaxError> {
         if self.b[self.i..].starts_with(text) {
             self.i += text.len();
             Ok(value)
@@ -192,7 +198,8 @@ impl<'a> ObjectScanner<'a> {
             self.digits();
         }
         // The grammar above admits ASCII only, so this conversion cannot fail.
-        let text = std::str::from_utf8(&self.b[start..self.i]).map_err(|_| self.error("a number"))?;
+        let text =
+            std::str::from_utf8(&self.b[start..self.i]).map_err(|_| self.error("a number"))?;
         Ok(JsonValue::Number(text))
     }
 
@@ -211,12 +218,12 @@ impl<'a> ObjectScanner<'a> {
                 Some(b'"') => {
                     let raw = &self.b[start..self.i];
                     self.i += 1;
-                    return std::str::from_utf8(raw)
-                        .map(Cow::Borrowed)
-                        .map_err(|_| JsonSyntaxError {
+                    return std::str::from_utf8(raw).map(Cow::Borrowed).map_err(|_| {
+                        JsonSyntaxError {
                             offset: start,
                             expected: "UTF-8 text in a string",
-                        });
+                        }
+                    });
                 }
                 Some(b'\\') => return self.escaped_string(start),
                 Some(0..=0x1f) => return Err(self.error("no control character inside a string")),
@@ -232,14 +239,18 @@ impl<'a> ObjectScanner<'a> {
             match self.peek() {
                 Some(b'"') => {
                     self.i += 1;
-                    return String::from_utf8(out).map(Cow::Owned).map_err(|_| JsonSyntaxError {
-                        offset: start,
-                        expected: "UTF-8 text in a string",
-                    });
+                    return String::from_utf8(out)
+                        .map(Cow::Owned)
+                        .map_err(|_| JsonSyntaxError {
+                            offset: start,
+                            expected: "UTF-8 text in a string",
+                        });
                 }
                 Some(b'\\') => {
                     self.i += 1;
-                    let c = self.peek().ok_or_else(|| self.error("an escape character"))?;
+                    let c = self
+                        .peek()
+                        .ok_or_else(|| self.error("an escape character"))?;
                     self.i += 1;
                     match c {
                         b'"' | b'\\' | b'/' => out.push(c),
@@ -336,7 +347,8 @@ mod tests {
 
     #[test]
     fn reads_members_in_order() {
-        let m = members(r#" { "a" : "x", "b":-1.5e3 ,"c":[1,{"d":"]"}],"e":null,"f":true } "#).unwrap();
+        let m =
+            members(r#" { "a" : "x", "b":-1.5e3 ,"c":[1,{"d":"]"}],"e":null,"f":true } "#).unwrap();
         assert_eq!(m[0], ("a".into(), JsonValue::String("x".into())));
         assert_eq!(m[1], ("b".into(), JsonValue::Number("-1.5e3")));
         assert_eq!(m[2], ("c".into(), JsonValue::Array));

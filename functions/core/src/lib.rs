@@ -2,9 +2,9 @@
 
 pub mod dead_letter;
 pub mod event;
-pub mod hourly;
 pub mod json;
 pub mod metrics;
+pub mod rates;
 pub mod simulate;
 pub mod tick;
 pub mod time;

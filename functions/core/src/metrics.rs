@@ -11,7 +11,11 @@ pub fn emf_line(function: &str, timestamp_ms: i64, values: &[(&str, f64)]) -> St
     let metrics: Vec<Value> = values
         .iter()
         .map(|(name, _)| {
-            let unit = if name.ends_with("Ms") { "Milliseconds" } else { "Count" };
+            let unit = if name.ends_with("Ms") {
+                "Milliseconds"
+            } else {
+                "Count"
+            };
             json!({"Name": name, "Unit": unit})
         })
         .collect();
@@ -40,10 +44,17 @@ mod tests {
 
     #[test]
     fn emf_names_each_metric_and_its_value() {
-        let line = emf_line("process-ticks", 1000, &[("RecordsIn", 3.0), ("BatchLatencyMs", 12.5)]);
+        let line = emf_line(
+            "process-ticks",
+            1000,
+            &[("RecordsIn", 3.0), ("BatchLatencyMs", 12.5)],
+        );
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["Function"], "process-ticks");
         assert_eq!(v["RecordsIn"], 3.0);
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"][1]["Unit"], "Milliseconds");
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][1]["Unit"],
+            "Milliseconds"
+        );
     }
 }

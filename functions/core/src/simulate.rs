@@ -43,14 +43,15 @@ impl Iterator for ForexSimulator {
             let step_ms: i64 = self.rng.random_range(400..=600);
             self.now = Timestamp::from_micros(self.now.micros() + step_ms * 1_000);
             for pair in PAIRS.iter().rev() {
+                // As the reference: the spread field is the drawn spread, ask is bid + spread.
                 let bid = round4(self.rng.random_range(1.0..=2.0));
-                let ask = round4(bid + self.rng.random_range(0.01..=0.05));
+                let spread = round4(self.rng.random_range(0.01..=0.05));
                 self.pending.push(Tick {
                     pair: (*pair).to_owned(),
                     timestamp: self.now,
                     bid,
-                    ask,
-                    spread: round4(ask - bid),
+                    ask: round4(bid + spread),
+                    spread,
                 });
             }
         }

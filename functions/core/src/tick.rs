@@ -47,7 +47,9 @@ pub enum TickRejection {
     DuplicateField(&'static str),
     #[error("field `timestamp`: {0}")]
     Timestamp(#[from] TimestampError),
-    #[error("field `pair_name` must be 1 to {MAX_SYMBOL_LEN} printable characters without spaces, found {0:?}")]
+    #[error(
+        "field `pair_name` must be 1 to {MAX_SYMBOL_LEN} printable characters without spaces, found {0:?}"
+    )]
     Symbol(String),
     #[error("field `{field}` must be a finite number, found {text}")]
     NotFinite { field: &'static str, text: String },
@@ -221,7 +223,9 @@ mod tests {
     #[test]
     fn each_rule_has_its_reason() {
         assert_eq!(
-            reject(r#"{"timestamp": "2024-01-01 00:00:00.570000", "pair_name": "MRVZAR", "ask_price": 1.7598, "spread": 0.043}"#),
+            reject(
+                r#"{"timestamp": "2024-01-01 00:00:00.570000", "pair_name": "MRVZAR", "ask_price": 1.7598, "spread": 0.043}"#
+            ),
             "missing field `bid_price`"
         );
         assert_eq!(
@@ -272,7 +276,10 @@ mod tests {
             reject(&GOOD.replace("MRVZAR", "MRV ZAR")),
             "field `pair_name` must be 1 to 32 printable characters without spaces, found \"MRV ZAR\""
         );
-        assert_eq!(reject("not json"), "not a JSON object: invalid JSON at byte 0: '{' (a JSON object)");
+        assert_eq!(
+            reject("not json"),
+            "not a JSON object: invalid JSON at byte 0: '{' (a JSON object)"
+        );
         assert_eq!(
             reject(&GOOD[..40]),
             "not a JSON object: invalid JSON at byte 40: a closing '\"'"

@@ -56,7 +56,8 @@ impl Timestamp {
             return None;
         }
         let days = days_from_civil(year, month, day);
-        let secs = days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60 + i64::from(second);
+        let secs =
+            days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60 + i64::from(second);
         Some(Self(secs * MICROS_PER_SECOND + i64::from(micro)))
     }
 
@@ -110,7 +111,8 @@ impl Timestamp {
         if second > 59 {
             return Err(out_of_range("second", second));
         }
-        Self::from_civil(year as i32, month, day, hour, minute, second, micro).ok_or_else(format_error)
+        Self::from_civil(year as i32, month, day, hour, minute, second, micro)
+            .ok_or_else(format_error)
     }
 
     /// The start of the UTC hour this instant falls in.

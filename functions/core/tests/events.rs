@@ -31,21 +31,46 @@ fn msk_event_yields_records_by_topic_partition_in_offset_order() {
     assert_eq!(event.len(), 4);
     let decoded = decode_all(&event);
     let positions: Vec<&str> = decoded.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(positions, ["tick-data/0@15", "tick-data/0@16", "tick-data/7@3", "tick-data/7@4"]);
+    assert_eq!(
+        positions,
+        [
+            "tick-data/0@15",
+            "tick-data/0@16",
+            "tick-data/7@3",
+            "tick-data/7@4"
+        ]
+    );
     let first = decoded[0].1.as_ref().unwrap();
-    assert_eq!((first.pair.as_str(), first.bid, first.ask), ("MRVZAR", 1.7168, 1.7598));
-    assert_eq!(decoded[1].1.as_ref().unwrap_err(), "ask_price 1.4 is below bid_price 1.5");
+    assert_eq!(
+        (first.pair.as_str(), first.bid, first.ask),
+        ("MRVZAR", 1.7168, 1.7598)
+    );
+    assert_eq!(
+        decoded[1].1.as_ref().unwrap_err(),
+        "ask_price 1.4 is below bid_price 1.5"
+    );
     assert_eq!(decoded[2].1.as_ref().unwrap().pair, "WAKMRV");
-    assert_eq!(decoded[3].1.as_ref().unwrap_err(), "record has no value (a tombstone)");
+    assert_eq!(
+        decoded[3].1.as_ref().unwrap_err(),
+        "record has no value (a tombstone)"
+    );
 }
 
 #[test]
 fn self_managed_kafka_event_reports_bad_base64_at_its_position() {
     let event = fixture("self_managed_kafka_event.json");
-    assert!(matches!(&event, SourceEvent::Kafka(k) if k.event_source == "SelfManagedKafka" && k.event_source_arn.is_none()));
+    assert!(
+        matches!(&event, SourceEvent::Kafka(k) if k.event_source == "SelfManagedKafka" && k.event_source_arn.is_none())
+    );
     let decoded = decode_all(&event);
     assert!(decoded[0].1.is_ok());
-    assert_eq!(decoded[1], ("tick-data/3@1201".into(), Err("record value is not valid base64".into())));
+    assert_eq!(
+        decoded[1],
+        (
+            "tick-data/3@1201".into(),
+            Err("record value is not valid base64".into())
+        )
+    );
     let records = event.records();
     assert_eq!(records[0].key, Some("Ik1SVlpBUi0yMDI0LTAxLTAxIDAwOjAwIg=="));
 }
@@ -67,22 +92,40 @@ fn kinesis_event_yields_shard_and_sequence_number() {
         Some("49590338271490256608559692540925702759324208523137515618")
     );
     let decoded = decode_all(&event);
-    assert_eq!(decoded[0].1.as_ref().unwrap().timestamp.to_string(), "2024-01-01 00:00:00.570000");
-    assert_eq!(decoded[1].1.as_ref().unwrap_err(), "missing field `bid_price`");
+    assert_eq!(
+        decoded[0].1.as_ref().unwrap().timestamp.to_string(),
+        "2024-01-01 00:00:00.570000"
+    );
+    assert_eq!(
+        decoded[1].1.as_ref().unwrap_err(),
+        "missing field `bid_price`"
+    );
 }
 
 #[test]
 fn an_event_of_neither_shape_is_refused_with_a_reason() {
     let err = serde_json::from_str::<SourceEvent>(r#"{"Items": []}"#).unwrap_err();
-    assert!(err.to_string().contains("neither `records` (a Kafka event) nor `Records`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("neither `records` (a Kafka event) nor `Records`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn events_survive_a_serialization_round_trip() {
-    for name in ["msk_event.json", "self_managed_kafka_event.json", "kinesis_event.json"] {
+    for name in [
+        "msk_event.json",
+        "self_managed_kafka_event.json",
+        "kinesis_event.json",
+    ] {
         let event = fixture(name);
         let text = serde_json::to_string(&event).unwrap();
-        assert_eq!(serde_json::from_str::<SourceEvent>(&text).unwrap(), event, "{name}");
+        assert_eq!(
+            serde_json::from_str::<SourceEvent>(&text).unwrap(),
+            event,
+            "{name}"
+        );
     }
 }
 

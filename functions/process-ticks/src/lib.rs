@@ -6,7 +6,7 @@
 //! Ticks that could not be written after retries fail the batch: a Kafka batch is retried whole;
 //! a Kinesis batch reports them as batch item failures so only they (and what follows) come again.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use wtc_aws::dead_letters::DeadLetterError;
 use wtc_aws::{DeadLetterQueue, TickStore, required_env};
@@ -17,14 +17,13 @@ use wtc_core::{DeadLetter, SourceEvent, Tick};
 pub const FUNCTION: &str = "process-ticks";
 
 /// What one batch came to.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchReport {
     pub records: usize,
     pub stored: usize,
     pub duplicates: usize,
     pub rejected: usize,
     pub failed: usize,
-    pub transactions: usize,
 }
 
 /// The handler's answer: the report, and for Kinesis the records to be delivered again.
@@ -37,7 +36,9 @@ pub struct BatchResult {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessTicksError {
-    #[error("{failed} of {records} ticks could not be stored after retries ({first}); the batch will be retried")]
+    #[error(
+        "{failed} of {records} ticks could not be stored after retries ({first}); the batch will be retried"
+    )]
     WritesFailed {
         failed: usize,
         records: usize,
@@ -55,12 +56,18 @@ pub struct ProcessTicks {
 }
 
 impl ProcessTicks {
-    /// Builds the clients from the environment: `TICKS_TABLE`, `HOURLY_RATES_TABLE`,
+    /// Builds the clients from the environment: `TICKS_TABLE`, `RATES_TABLE`,
     /// `DEAD_LETTER_QUEUE_URL`, plus the standard AWS settings (`AWS_ENDPOINT_URL` included).
     pub async fn from_env() -> Result<Self, wtc_aws::ConfigError> {
         let ticks = required_env("TICKS_TABLE", "the DynamoDB table for raw ticks")?;
-        let rates = required_env("HOURLY_RATES_TABLE", "the DynamoDB table for hourly mid sums")?;
-        let dlq = required_env("DEAD_LETTER_QUEUE_URL", "the SQS queue URL for rejected records")?;
+        let rates = required_env(
+            "RATES_TABLE",
+            "the DynamoDB table for minute and hour mid-price sums",
+        )?;
+        let dlq = required_env(
+            "DEAD_LETTER_QUEUE_URL",
+            "the SQS queue URL for rejected records",
+        )?;
         let sdk = wtc_aws::load_sdk_config().await;
         Ok(Self {
             store: TickStore::new(aws_sdk_dynamodb::Client::new(&sdk), ticks, rates),
@@ -88,7 +95,9 @@ impl ProcessTicks {
                     sources.push(record.position.to_string());
                     origin.push(i);
                 }
-                Err((payload, reason)) => letters.push(DeadLetter::new(FUNCTION, record, payload, reason)),
+                Err((payload, reason)) => {
+                    letters.push(DeadLetter::new(FUNCTION, record, payload, reason))
+                }
             }
         }
         if !letters.is_empty() {
@@ -97,11 +106,10 @@ impl ProcessTicks {
         let outcome = self.store.write(&ticks, &sources).await;
         let report = BatchReport {
             records: records.len(),
-            stored: outcome.stored.len(),
-            duplicates: outcome.duplicates.len(),
+            stored: outcome.stored,
+            duplicates: outcome.duplicates,
             rejected: letters.len(),
             failed: outcome.failed.len(),
-            transactions: outcome.transactions,
         };
         let item_failures = if event.is_kinesis() {
             let mut failed: Vec<usize> = outcome.failed.iter().map(|(i, _)| origin[*i]).collect();
@@ -154,7 +162,6 @@ impl BatchResult {
                 ("Duplicates", r.duplicates as f64),
                 ("Rejected", r.rejected as f64),
                 ("WriteFailures", r.failed as f64),
-                ("Transactions", r.transactions as f64),
                 ("BatchLatencyMs", self.latency_ms),
             ],
         )
@@ -165,7 +172,9 @@ impl BatchResult {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).without_time();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .without_time();
     if std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
         builder.json().init();
     } else {

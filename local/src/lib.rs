@@ -1,0 +1,10 @@
+//! The local runner's parts, shared with the end-to-end tests: tools, the stack, provisioning,
+//! the tick generator and the event-source poller.
+
+pub mod generator;
+pub mod poller;
+pub mod progress;
+pub mod provision;
+pub mod services;
+pub mod stack;
+pub mod tools;

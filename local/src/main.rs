@@ -1,0 +1,289 @@
+//! `wtc-local`: runs the whole system on this machine. See the README for the modes.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wtc_aws::{DeadLetterQueue, TickStore};
+use wtc_core::simulate::{FULL_RUN_TICKS, ForexSimulator};
+use wtc_local::generator::{produce_ticks, tick_producer};
+use wtc_local::poller::{Invoker, KafkaPoller, PollerOptions};
+use wtc_local::progress::{Progress, report_every, thousands};
+use wtc_local::provision::{Names, provision_ticks};
+use wtc_local::stack::{LocalStack, StackOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "wtc-local",
+    version,
+    about = "Runs the streaming platform on this machine: broker, AWS emulator, generator, poller and functions",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    up: UpArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install the local tools (tansu, moto) and exit.
+    Install,
+}
+
+#[derive(Args, Clone)]
+struct UpArgs {
+    /// Use Redpanda, Redpanda Console (:18084) and LocalStack from local/docker-compose.yml.
+    #[arg(long)]
+    docker: bool,
+    /// Ticks the built-in generator produces.
+    #[arg(long, default_value_t = 20_000)]
+    ticks: u64,
+    /// Produce the reference run: 691,200 ticks, 48 simulated hours.
+    #[arg(long, conflicts_with = "ticks")]
+    full: bool,
+    /// Seed of the generator (the same seed gives the same ticks).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Do not run the generator: an external producer feeds the topic.
+    #[arg(long)]
+    external_producer: bool,
+    /// Exit once every generated tick is processed (with --external-producer: once no record has
+    /// arrived for --idle-secs) instead of running until Ctrl-C.
+    #[arg(long)]
+    exit_when_done: bool,
+    /// With --exit-when-done and --external-producer: seconds without new records before exiting.
+    #[arg(long, default_value_t = 10)]
+    idle_secs: u64,
+    /// Invoke the function over HTTP (e.g. `cargo lambda watch` at http://127.0.0.1:9000) instead
+    /// of in this process.
+    #[arg(long, env = "WTC_INVOKE_URL")]
+    invoke_url: Option<String>,
+    /// Use this Kafka broker instead of starting one.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// Use this AWS endpoint instead of starting an emulator.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    aws_endpoint: Option<String>,
+    /// Port of the broker this runner starts (the curriculum's external Redpanda port).
+    #[arg(long, default_value_t = 19092)]
+    kafka_port: u16,
+    /// Port of the AWS emulator this runner starts (LocalStack's port).
+    #[arg(long, default_value_t = 4566)]
+    aws_port: u16,
+    /// Records per batch handed to the function (the event-source mapping's BatchSize).
+    #[arg(long, default_value_t = 500)]
+    batch_size: usize,
+    /// Longest wait to fill a batch, in milliseconds (MaximumBatchingWindowInSeconds).
+    #[arg(long, default_value_t = 500)]
+    batching_window_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Install) => {
+            let tansu = wtc_local::tools::ensure_tansu()?;
+            let moto = wtc_local::tools::ensure_moto()?;
+            println!("tools ready:\n  {}\n  {}", tansu.display(), moto.display());
+            Ok(())
+        }
+        None => up(cli.up).await,
+    }
+}
+
+async fn up(args: UpArgs) -> Result<()> {
+    let run_dir = std::env::temp_dir().join(format!("wtc-local-{}", std::process::id()));
+    let stack = LocalStack::start(StackOptions {
+        kafka_brokers: args.kafka_brokers.clone(),
+        aws_endpoint: args.aws_endpoint.clone(),
+        kafka_port: args.kafka_port,
+        aws_port: args.aws_port,
+        docker: args.docker,
+        run_dir: run_dir.clone(),
+    })
+    .await?;
+    let result = run(&args, &stack).await;
+    println!("stopping...");
+    let started: Vec<&'static str> = stack.started().iter().map(|(n, _)| *n).collect();
+    stack.stop().await;
+    if !started.is_empty() {
+        println!("stopped {}", started.join(", "));
+    }
+    result
+}
+
+async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
+    println!("Kafka brokers: {}", stack.kafka_brokers);
+    println!("AWS endpoint:  {}", stack.aws_endpoint);
+    for (name, log) in stack.started() {
+        println!("started {name} (log: {})", log.display());
+    }
+    let names = Names::default();
+    let sdk = stack.sdk_config().await;
+    let provisioned = provision_ticks(&stack.kafka_brokers, &sdk, &names).await?;
+    println!(
+        "topic {} (12 partitions), stream {}, tables {} and {}, dead-letter queue {}",
+        names.tick_topic,
+        names.tick_stream,
+        names.ticks_table,
+        names.rates_table,
+        provisioned.dead_letter_queue_url
+    );
+
+    let dead_letters = DeadLetterQueue::new(
+        aws_sdk_sqs::Client::new(&sdk),
+        provisioned.dead_letter_queue_url.clone(),
+    );
+    let invoker = match &args.invoke_url {
+        Some(url) => {
+            println!("invoking process-ticks over HTTP at {url}");
+            Invoker::http(url, process_ticks::FUNCTION)
+        }
+        None => Invoker::InProcess(Arc::new(process_ticks::ProcessTicks {
+            store: TickStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                names.ticks_table.clone(),
+                names.rates_table.clone(),
+            ),
+            dead_letters: dead_letters.clone(),
+        })),
+    };
+    let poller = KafkaPoller::new(
+        PollerOptions {
+            brokers: stack.kafka_brokers.clone(),
+            topic: names.tick_topic.clone(),
+            group_id: process_ticks::FUNCTION.to_owned(),
+            batch_size: args.batch_size,
+            batching_window: Duration::from_millis(args.batching_window_ms),
+            maximum_retry_attempts: 3,
+        },
+        invoker,
+        dead_letters,
+    )?;
+
+    let progress = Arc::new(Progress::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+
+    let generator = if args.external_producer {
+        println!(
+            "waiting for an external producer on topic {} at {}",
+            names.tick_topic, stack.kafka_brokers
+        );
+        None
+    } else {
+        let count = if args.full {
+            FULL_RUN_TICKS
+        } else {
+            args.ticks
+        };
+        println!("generating {} ticks (seed {})", thousands(count), args.seed);
+        let producer = tick_producer(&stack.kafka_brokers)?;
+        let topic = names.tick_topic.clone();
+        let progress = progress.clone();
+        let seed = args.seed;
+        Some(tokio::spawn(async move {
+            let result = produce_ticks(
+                &producer,
+                &topic,
+                ForexSimulator::new(seed).take(count as usize),
+                &progress,
+            )
+            .await;
+            progress.generator_done.store(true, Ordering::Relaxed);
+            result
+        }))
+    };
+    if !args.exit_when_done {
+        println!("press Ctrl-C to stop");
+    }
+
+    let poll_task = {
+        let (progress, stop) = (progress.clone(), stop.clone());
+        tokio::spawn(async move { poller.run(&progress, &stop).await })
+    };
+    let report_task = {
+        let (progress, stop) = (progress.clone(), stop.clone());
+        tokio::spawn(async move { report_every(&progress, Duration::from_secs(1), &stop).await })
+    };
+
+    let outcome = wait(args, &progress, generator).await;
+    stop.store(true, Ordering::Relaxed);
+    let poll_result = poll_task.await.context("the poller panicked")?;
+    let _ = report_task.await;
+
+    let s = progress.snapshot();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "summary: produced {} | processed {} | stored {} | duplicates {} | rejected {} | failed {} | {} batches in {:.1}s ({}/s)",
+        thousands(s.produced),
+        thousands(s.processed),
+        thousands(s.stored),
+        thousands(s.duplicates),
+        thousands(s.rejected),
+        thousands(s.failed),
+        thousands(s.batches),
+        secs,
+        thousands((s.processed as f64 / secs.max(1e-3)) as u64),
+    );
+    outcome?;
+    poll_result
+}
+
+/// Waits for Ctrl-C (or SIGTERM), a failed generator, or, with --exit-when-done, the end of the work.
+async fn wait(
+    args: &UpArgs,
+    progress: &Progress,
+    mut generator: Option<tokio::task::JoinHandle<Result<u64>>>,
+) -> Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last_processed = 0;
+    let mut idle_since = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        if let Some(handle) = &mut generator
+            && handle.is_finished()
+        {
+            let result = handle.await.context("the generator panicked")?;
+            generator = None;
+            let sent = result.context("the generator failed")?;
+            println!(
+                "generator done: {} ticks acknowledged by the broker",
+                thousands(sent)
+            );
+        }
+        if !args.exit_when_done {
+            continue;
+        }
+        let s = progress.snapshot();
+        if s.processed != last_processed {
+            last_processed = s.processed;
+            idle_since = Instant::now();
+        }
+        let done = if args.external_producer {
+            s.processed > 0 && idle_since.elapsed() >= Duration::from_secs(args.idle_secs)
+        } else {
+            generator.is_none()
+                && progress.generator_done.load(Ordering::Relaxed)
+                && s.processed >= s.produced
+        };
+        if done {
+            return Ok(());
+        }
+    }
+}

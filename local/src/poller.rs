@@ -1,0 +1,261 @@
+//! The event-source poller: stands in for AWS event-source mappings on the local stack.
+//!
+//! Like a Kafka event-source mapping it consumes with a consumer group (a new group starts from the
+//! earliest offset), builds events exactly as AWS does (records grouped by "topic-partition", key
+//! and value in base64), honours a batch size and a batching window, retries a failed batch, sends
+//! the records of a batch that exhausts its retries to the dead-letter queue, and commits offsets
+//! only after the batch is done.
+
+use crate::progress::Progress;
+use anyhow::{Context, Result, bail};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wtc_aws::DeadLetterQueue;
+use wtc_core::event::{KafkaEvent, KafkaRecord, SELF_MANAGED_KAFKA_EVENT_SOURCE, encode_base64};
+use wtc_core::{DeadLetter, SourceEvent};
+
+/// How the poller reaches the function.
+#[derive(Clone)]
+pub enum Invoker {
+    /// The handler in this process.
+    InProcess(Arc<process_ticks::ProcessTicks>),
+    /// A function served over the Lambda invoke API, e.g. by `cargo lambda watch` on :9000.
+    Http {
+        url: String,
+        client: reqwest::Client,
+    },
+}
+
+impl Invoker {
+    /// `base` is the server root, e.g. `http://127.0.0.1:9000`.
+    pub fn http(base: &str, function: &str) -> Self {
+        Invoker::Http {
+            url: format!(
+                "{}/2015-03-31/functions/{function}/invocations",
+                base.trim_end_matches('/')
+            ),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Invokes the function; Ok is the function's report of the batch.
+    pub async fn invoke(&self, event: &SourceEvent) -> Result<process_ticks::BatchReport> {
+        match self {
+            Invoker::InProcess(function) => Ok(function.handle(event).await?.report),
+            Invoker::Http { url, client } => {
+                let response = client.post(url).json(event).send().await.with_context(|| {
+                    format!("invoking {url} (is `cargo lambda watch` running?)")
+                })?;
+                let status = response.status();
+                let function_error = response.headers().contains_key("x-amz-function-error");
+                let body = response.text().await.unwrap_or_default();
+                if !status.is_success() || function_error {
+                    bail!("function failed ({status}): {body}");
+                }
+                serde_json::from_str(&body)
+                    .with_context(|| format!("reading the function's report: {body}"))
+            }
+        }
+    }
+}
+
+/// Batching and retry settings, named after the event-source mapping's.
+#[derive(Debug, Clone)]
+pub struct PollerOptions {
+    pub brokers: String,
+    pub topic: String,
+    pub group_id: String,
+    pub batch_size: usize,
+    pub batching_window: Duration,
+    pub maximum_retry_attempts: u32,
+}
+
+/// A Kafka consumer feeding one function.
+pub struct KafkaPoller {
+    consumer: StreamConsumer,
+    options: PollerOptions,
+    invoker: Invoker,
+    dead_letters: DeadLetterQueue,
+}
+
+impl KafkaPoller {
+    pub fn new(
+        options: PollerOptions,
+        invoker: Invoker,
+        dead_letters: DeadLetterQueue,
+    ) -> Result<Self> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &options.brokers)
+            .set("group.id", &options.group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .create()
+            .context("creating the Kafka consumer")?;
+        consumer
+            .subscribe(&[&options.topic])
+            .with_context(|| format!("subscribing to {}", options.topic))?;
+        Ok(Self {
+            consumer,
+            options,
+            invoker,
+            dead_letters,
+        })
+    }
+
+    /// Polls until `stop` is set, one batch at a time.
+    pub async fn run(&self, progress: &Progress, stop: &AtomicBool) -> Result<()> {
+        while !stop.load(Ordering::Relaxed) {
+            let batch = self.next_batch(stop).await?;
+            if batch.is_empty() {
+                continue;
+            }
+            self.deliver(&batch, progress).await?;
+            self.commit(&batch)?;
+        }
+        Ok(())
+    }
+
+    /// Up to `batch_size` records, waiting at most the batching window after the first one.
+    async fn next_batch(&self, stop: &AtomicBool) -> Result<Vec<KafkaRecord>> {
+        let mut batch = Vec::new();
+        let mut first_at: Option<Instant> = None;
+        while batch.len() < self.options.batch_size && !stop.load(Ordering::Relaxed) {
+            let wait = match first_at {
+                Some(t) => match self.options.batching_window.checked_sub(t.elapsed()) {
+                    Some(left) => left,
+                    None => break,
+                },
+                None => Duration::from_millis(200),
+            };
+            match tokio::time::timeout(wait, self.consumer.recv()).await {
+                Ok(Ok(message)) => {
+                    batch.push(to_record(&message));
+                    first_at.get_or_insert_with(Instant::now);
+                }
+                Ok(Err(e)) => return Err(e).context("consuming"),
+                Err(_) if first_at.is_some() => break,
+                Err(_) => {}
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn deliver(&self, batch: &[KafkaRecord], progress: &Progress) -> Result<()> {
+        let event = kafka_event(&self.options.brokers, batch);
+        let mut attempt = 0;
+        loop {
+            let started = Instant::now();
+            match self.invoker.invoke(&event).await {
+                Ok(report) => {
+                    tracing::debug!(
+                        "batch of {} done in {:?}: {report:?}",
+                        batch.len(),
+                        started.elapsed()
+                    );
+                    Progress::add(&progress.processed, report.records as u64);
+                    Progress::add(&progress.stored, report.stored as u64);
+                    Progress::add(&progress.duplicates, report.duplicates as u64);
+                    Progress::add(&progress.rejected, report.rejected as u64);
+                    Progress::add(&progress.batches, 1);
+                    return Ok(());
+                }
+                Err(e) if attempt < self.options.maximum_retry_attempts => {
+                    attempt += 1;
+                    tracing::warn!(
+                        "batch of {} failed (attempt {attempt}), retrying: {e:#}",
+                        batch.len()
+                    );
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(e) => {
+                    let reason = format!("batch failed after {} attempts: {e:#}", attempt + 1);
+                    tracing::error!(
+                        "{reason}; sending its {} records to the dead-letter queue",
+                        batch.len()
+                    );
+                    let letters: Vec<DeadLetter> = event
+                        .records()
+                        .iter()
+                        .map(|r| DeadLetter::new("event-source-poller", r, None, reason.clone()))
+                        .collect();
+                    self.dead_letters.send(&letters).await?;
+                    Progress::add(&progress.processed, batch.len() as u64);
+                    Progress::add(&progress.failed, batch.len() as u64);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn commit(&self, batch: &[KafkaRecord]) -> Result<()> {
+        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for r in batch {
+            let e = next.entry((r.topic.as_str(), r.partition)).or_insert(0);
+            *e = (*e).max(r.offset + 1);
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+        }
+        self.consumer
+            .commit(&list, CommitMode::Sync)
+            .context("committing offsets")
+    }
+}
+
+fn to_record(m: &BorrowedMessage<'_>) -> KafkaRecord {
+    let (timestamp_type, timestamp) = match m.timestamp() {
+        rdkafka::Timestamp::CreateTime(t) => ("CREATE_TIME", t),
+        rdkafka::Timestamp::LogAppendTime(t) => ("LOG_APPEND_TIME", t),
+        rdkafka::Timestamp::NotAvailable => ("NO_TIMESTAMP_TYPE", -1),
+    };
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| {
+                    let bytes: Vec<serde_json::Value> = h
+                        .value
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|&b| serde_json::Value::from(b as i8))
+                        .collect();
+                    serde_json::json!({ h.key: bytes })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    KafkaRecord {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp,
+        timestamp_type: timestamp_type.to_owned(),
+        key: m.key().map(encode_base64),
+        value: m.payload().map(encode_base64),
+        headers,
+    }
+}
+
+/// A self-managed Kafka event, as the event-source mapping would deliver these records.
+pub fn kafka_event(brokers: &str, batch: &[KafkaRecord]) -> SourceEvent {
+    let mut records: BTreeMap<String, Vec<KafkaRecord>> = BTreeMap::new();
+    for r in batch {
+        records
+            .entry(format!("{}-{}", r.topic, r.partition))
+            .or_default()
+            .push(r.clone());
+    }
+    SourceEvent::Kafka(KafkaEvent {
+        event_source: SELF_MANAGED_KAFKA_EVENT_SOURCE.to_owned(),
+        event_source_arn: None,
+        bootstrap_servers: Some(brokers.to_owned()),
+        records,
+    })
+}

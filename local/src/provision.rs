@@ -1,0 +1,108 @@
+//! Creates what the functions expect to find: the topic, the stream, the tables, the queue.
+
+use anyhow::{Context, Result, bail};
+use aws_config::SdkConfig;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use wtc_aws::schema::{RATES, TICKS, ensure_queue, ensure_table};
+
+/// The curriculum creates `tick-data` with 12 partitions.
+pub const TICK_PARTITIONS: i32 = 12;
+
+/// Names of the resources a run uses.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub tick_topic: String,
+    pub tick_stream: String,
+    pub ticks_table: String,
+    pub rates_table: String,
+    pub dead_letter_queue: String,
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Self {
+            tick_topic: "tick-data".into(),
+            tick_stream: "wtc-ticks".into(),
+            ticks_table: "wtc-ticks".into(),
+            rates_table: "wtc-rates".into(),
+            dead_letter_queue: "wtc-dead-letters".into(),
+        }
+    }
+}
+
+impl Names {
+    /// Names with a suffix, so tests sharing an endpoint do not see each other's data.
+    pub fn suffixed(suffix: &str) -> Self {
+        let d = Self::default();
+        Self {
+            tick_topic: format!("{}-{suffix}", d.tick_topic),
+            tick_stream: format!("{}-{suffix}", d.tick_stream),
+            ticks_table: format!("{}-{suffix}", d.ticks_table),
+            rates_table: format!("{}-{suffix}", d.rates_table),
+            dead_letter_queue: format!("{}-{suffix}", d.dead_letter_queue),
+        }
+    }
+}
+
+/// What provisioning returns that names alone do not say.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    pub dead_letter_queue_url: String,
+}
+
+/// Creates a topic unless it exists (tansu does not create topics on first use).
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("creating a Kafka admin client")?;
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10))),
+        )
+        .await
+        .with_context(|| format!("creating topic {topic} on {brokers}"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!("creating topic {name} on {brokers}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// Creates the topic, the stream, the tables and the dead-letter queue of the tick pipeline.
+pub async fn provision_ticks(brokers: &str, sdk: &SdkConfig, names: &Names) -> Result<Provisioned> {
+    create_topic(brokers, &names.tick_topic, TICK_PARTITIONS).await?;
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    ensure_table(&dynamo, &names.ticks_table, TICKS)
+        .await
+        .with_context(|| format!("creating table {}", names.ticks_table))?;
+    ensure_table(&dynamo, &names.rates_table, RATES)
+        .await
+        .with_context(|| format!("creating table {}", names.rates_table))?;
+    let kinesis = aws_sdk_kinesis::Client::new(sdk);
+    if let Err(e) = kinesis
+        .create_stream()
+        .stream_name(&names.tick_stream)
+        .shard_count(2)
+        .send()
+        .await
+    {
+        let e = aws_sdk_kinesis::Error::from(e);
+        if !matches!(e, aws_sdk_kinesis::Error::ResourceInUseException(_)) {
+            return Err(e).with_context(|| format!("creating stream {}", names.tick_stream));
+        }
+    }
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let dead_letter_queue_url = ensure_queue(&sqs, &names.dead_letter_queue)
+        .await
+        .with_context(|| format!("creating queue {}", names.dead_letter_queue))?;
+    Ok(Provisioned {
+        dead_letter_queue_url,
+    })
+}

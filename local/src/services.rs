@@ -1,0 +1,130 @@
+//! Child processes of the local stack (broker, AWS emulator), each stopped when dropped.
+
+use anyhow::{Context, Result, bail};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// A process the stack started; killed when stopped or dropped, so nothing outlives the run.
+pub struct Service {
+    pub name: &'static str,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Service {
+    /// Starts `program` with its output in `log`.
+    pub fn spawn(
+        name: &'static str,
+        program: &Path,
+        args: &[String],
+        log: PathBuf,
+    ) -> Result<Self> {
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {name} ({})", program.display()))?;
+        Ok(Self { name, log, child })
+    }
+
+    /// Waits until `addr` accepts connections; fails with the log's tail if the process dies first.
+    pub async fn wait_for_port(&mut self, addr: SocketAddr, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited ({status}) before listening on {addr}:\n{}",
+                    self.name,
+                    tail(&self.log)
+                );
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not listen on {addr} within {within:?}:\n{}",
+                    self.name,
+                    tail(&self.log)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the process and waits for it to be gone.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// The last lines of a log, for error messages.
+pub fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Fails with a clear message when something already listens on `port`.
+pub fn ensure_port_free(port: u16, what: &str, hint: &str) -> Result<()> {
+    if TcpListener::bind(("127.0.0.1", port)).is_err() {
+        bail!("port {port} for {what} is already in use: {hint}");
+    }
+    Ok(())
+}
+
+/// Starts tansu with in-memory storage on 127.0.0.1:`port`.
+pub async fn start_tansu(bin: &Path, port: u16, run_dir: &Path) -> Result<Service> {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let args = vec![
+        "broker".to_owned(),
+        "--listener-url".to_owned(),
+        url.clone(),
+        "--advertised-listener-url".to_owned(),
+        url,
+        "--storage-engine".to_owned(),
+        "memory://tansu/".to_owned(),
+    ];
+    let mut service = Service::spawn("tansu", bin, &args, run_dir.join("tansu.log"))?;
+    service
+        .wait_for_port(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(30),
+        )
+        .await?;
+    Ok(service)
+}
+
+/// Starts moto's server on 127.0.0.1:`port`.
+pub async fn start_moto(bin: &Path, port: u16, run_dir: &Path) -> Result<Service> {
+    let args = vec![
+        "-H".to_owned(),
+        "127.0.0.1".to_owned(),
+        "-p".to_owned(),
+        port.to_string(),
+    ];
+    let mut service = Service::spawn("moto_server", bin, &args, run_dir.join("moto.log"))?;
+    service
+        .wait_for_port(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(60),
+        )
+        .await?;
+    Ok(service)
+}
