@@ -1,0 +1,209 @@
+//! The tick pipeline end to end on the real local stack: rdkafka producer -> tansu -> poller ->
+//! process-ticks -> moto's DynamoDB and SQS.
+
+use std::time::Duration;
+use wtc_core::Tick;
+use wtc_core::simulate::ForexSimulator;
+use wtc_local::generator::{produce_ticks, tick_producer};
+use wtc_local::progress::Progress;
+use wtc_tests::{Harness, expected, kafka_event, records_of};
+
+const WITHIN: Duration = Duration::from_secs(180);
+
+fn ticks(seed: u64, n: usize) -> Vec<Tick> {
+    ForexSimulator::new(seed).take(n).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produced_ticks_reach_the_table_with_exact_values() {
+    let h = Harness::start("produced").await.unwrap();
+    let ticks = ticks(11, 3_000);
+    let producer = tick_producer(&h.stack.kafka_brokers).unwrap();
+    let sent = produce_ticks(
+        &producer,
+        &h.names.tick_topic,
+        ticks.clone().into_iter(),
+        &Progress::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent, 3_000);
+
+    let progress = h
+        .poll_until_processed("e2e-produced", 3_000, WITHIN)
+        .await
+        .unwrap();
+    let s = progress.snapshot();
+    assert_eq!(
+        (s.stored, s.duplicates, s.rejected, s.failed),
+        (3_000, 0, 0, 0)
+    );
+
+    let want = expected(&ticks);
+    assert_eq!(h.stored_ticks().await.unwrap(), want.ticks);
+    assert_eq!(h.stored_sums().await.unwrap(), want.sums);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_batch_does_not_double_count() {
+    let h = Harness::start("redelivered").await.unwrap();
+    let ticks = ticks(12, 800);
+    let event = kafka_event(&records_of(&ticks, 3, 100));
+    let first = h.function.handle(&event).await.unwrap().report;
+    assert_eq!((first.stored, first.duplicates), (800, 0));
+    let again = h.function.handle(&event).await.unwrap().report;
+    assert_eq!((again.stored, again.duplicates), (0, 800));
+
+    let want = expected(&ticks);
+    assert_eq!(h.stored_ticks().await.unwrap(), want.ticks);
+    assert_eq!(h.stored_sums().await.unwrap(), want.sums);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebatched_retry_leaves_sums_exact() {
+    let h = Harness::start("rebatched").await.unwrap();
+    let ticks = ticks(13, 1_200);
+    let records = records_of(&ticks, 5, 0);
+    // A first try with one set of boundaries, then a retry that cuts the same records otherwise
+    // and overlaps what was already stored.
+    for range in [0..300, 300..700, 200..500, 450..1_200, 0..1_200] {
+        h.function
+            .handle(&kafka_event(&records[range]))
+            .await
+            .unwrap();
+    }
+    let want = expected(&ticks);
+    assert_eq!(h.stored_ticks().await.unwrap(), want.ticks);
+    assert_eq!(h.stored_sums().await.unwrap(), want.sums);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resent_tick_is_stored_once() {
+    let h = Harness::start("resent").await.unwrap();
+    let ticks = ticks(14, 400);
+    // The producer resends the last 50 ticks after a restart: same ticks, new offsets.
+    let mut sent = ticks.clone();
+    sent.extend_from_slice(&ticks[350..]);
+    let producer = tick_producer(&h.stack.kafka_brokers).unwrap();
+    produce_ticks(
+        &producer,
+        &h.names.tick_topic,
+        sent.into_iter(),
+        &Progress::default(),
+    )
+    .await
+    .unwrap();
+    let progress = h
+        .poll_until_processed("e2e-resent", 450, WITHIN)
+        .await
+        .unwrap();
+    let s = progress.snapshot();
+    assert_eq!((s.processed, s.stored, s.duplicates), (450, 400, 50));
+
+    let want = expected(&ticks);
+    assert_eq!(h.stored_ticks().await.unwrap(), want.ticks);
+    assert_eq!(h.stored_sums().await.unwrap(), want.sums);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_between_writes_leaves_sums_exact() {
+    let h = Harness::start("crash").await.unwrap();
+    let ticks = ticks(15, 900);
+    let sources: Vec<String> = (0..ticks.len())
+        .map(|i| format!("tick-data/0@{i}"))
+        .collect();
+    let store = &h.function.store;
+    let all: Vec<usize> = (0..ticks.len()).collect();
+
+    // A first delivery stored every raw tick, then died before any sum was written.
+    assert!(
+        store
+            .put_raw(&ticks, &sources, &all[..600])
+            .await
+            .is_empty()
+    );
+    // A second delivery got as far as some minute sums and died before their hours.
+    assert!(
+        store
+            .put_raw(&ticks, &sources, &all[600..])
+            .await
+            .is_empty()
+    );
+    let minutes_only: Vec<usize> = all[..300].to_vec();
+    let (_, failed) = store.refresh_sums(&ticks, &minutes_only).await;
+    assert!(failed.is_empty());
+    // The retry delivers the whole batch again.
+    let report = h
+        .function
+        .handle(&kafka_event(&records_of(&ticks, 0, 0)))
+        .await
+        .unwrap()
+        .report;
+    assert_eq!(report.failed, 0);
+
+    let want = expected(&ticks);
+    assert_eq!(h.stored_ticks().await.unwrap(), want.ticks);
+    assert_eq!(h.stored_sums().await.unwrap(), want.sums);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_records_go_to_the_dead_letter_queue_and_the_rest_is_stored() {
+    let h = Harness::start("malformed").await.unwrap();
+    let ticks = ticks(16, 200);
+    let mut records = records_of(&ticks, 2, 0);
+    let bad_price = ticks[10].to_json().replace(
+        &format!("\"ask_price\": {}", ticks[10].ask),
+        "\"ask_price\": 0.5",
+    );
+    records[10] = (2, 10, bad_price.into_bytes());
+    records.insert(
+        50,
+        (
+            2,
+            10_001,
+            b"{\"timestamp\": \"2024-01-01 00:00:01\"".to_vec(),
+        ),
+    );
+    let report = h
+        .function
+        .handle(&kafka_event(&records))
+        .await
+        .unwrap()
+        .report;
+    assert_eq!(
+        (report.records, report.stored, report.rejected),
+        (201, 199, 2)
+    );
+
+    let mut letters = h.dead_letters().await.unwrap();
+    letters.sort_by(|a, b| a.source.cmp(&b.source));
+    assert_eq!(letters.len(), 2);
+    assert_eq!(letters[0].source, "tick-data/2@10");
+    assert_eq!(letters[0].function, "process-ticks");
+    assert_eq!(
+        letters[0].reason,
+        format!("ask_price 0.5 is below bid_price {}", ticks[10].bid)
+    );
+    assert_eq!(letters[1].source, "tick-data/2@10001");
+    assert_eq!(
+        letters[1].reason,
+        "not a JSON object: invalid JSON at byte 35: ',' or '}'"
+    );
+    assert_eq!(
+        letters[1].value_text.as_deref(),
+        Some("{\"timestamp\": \"2024-01-01 00:00:01\"")
+    );
+
+    // The tick whose record was malformed is the only one missing.
+    let mut stored_ticks = ticks.clone();
+    stored_ticks.remove(10);
+    let want = expected(&stored_ticks);
+    assert_eq!(h.stored_ticks().await.unwrap(), want.ticks);
+    assert_eq!(h.stored_sums().await.unwrap(), want.sums);
+    h.stop().await;
+}
