@@ -2,6 +2,7 @@
 //! the tick generator and the event-source poller.
 
 pub mod generator;
+pub mod kinesis;
 pub mod poller;
 pub mod progress;
 pub mod provision;

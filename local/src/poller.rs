@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wtc_aws::DeadLetterQueue;
-use wtc_core::event::{KafkaEvent, KafkaRecord, SELF_MANAGED_KAFKA_EVENT_SOURCE, encode_base64};
+use wtc_core::event::{
+    BatchItemFailures, KafkaEvent, KafkaRecord, SELF_MANAGED_KAFKA_EVENT_SOURCE, encode_base64,
+};
 use wtc_core::{DeadLetter, SourceEvent};
 
 /// How the poller reaches the function.
@@ -43,10 +45,24 @@ impl Invoker {
         }
     }
 
-    /// Invokes the function; Ok is the function's report of the batch.
-    pub async fn invoke(&self, event: &SourceEvent) -> Result<process_ticks::BatchReport> {
+    /// Invokes the function with a batch.
+    pub async fn invoke(&self, event: &SourceEvent) -> Result<Invocation> {
         match self {
-            Invoker::InProcess(function) => Ok(function.handle(event).await?.report),
+            Invoker::InProcess(function) => {
+                let result = function.handle(event).await?;
+                Ok(Invocation {
+                    report: Some(result.report),
+                    item_failures: result
+                        .item_failures
+                        .map(|f| {
+                            f.batch_item_failures
+                                .into_iter()
+                                .map(|f| f.item_identifier)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
+            }
             Invoker::Http { url, client } => {
                 let response = client.post(url).json(event).send().await.with_context(|| {
                     format!("invoking {url} (is `cargo lambda watch` running?)")
@@ -57,9 +73,55 @@ impl Invoker {
                 if !status.is_success() || function_error {
                     bail!("function failed ({status}): {body}");
                 }
-                serde_json::from_str(&body)
-                    .with_context(|| format!("reading the function's report: {body}"))
+                if event.is_kinesis() {
+                    let failures: BatchItemFailures =
+                        serde_json::from_str(&body).with_context(|| {
+                            format!("reading the function's batch item failures: {body}")
+                        })?;
+                    return Ok(Invocation {
+                        report: None,
+                        item_failures: failures
+                            .batch_item_failures
+                            .into_iter()
+                            .map(|f| f.item_identifier)
+                            .collect(),
+                    });
+                }
+                let report = serde_json::from_str(&body)
+                    .with_context(|| format!("reading the function's report: {body}"))?;
+                Ok(Invocation {
+                    report: Some(report),
+                    item_failures: Vec::new(),
+                })
             }
+        }
+    }
+}
+
+/// What an invocation answered.
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// The function's report (not available over HTTP for Kinesis, whose response is fixed).
+    pub report: Option<process_ticks::BatchReport>,
+    /// Kinesis sequence numbers to deliver again.
+    pub item_failures: Vec<String>,
+}
+
+impl Invocation {
+    /// Adds the invocation to the run's counters; `records` is the batch's size.
+    pub fn count(&self, records: usize, progress: &Progress) {
+        Progress::add(&progress.batches, 1);
+        match &self.report {
+            Some(r) => {
+                Progress::add(&progress.processed, (r.records - r.failed) as u64);
+                Progress::add(&progress.stored, r.stored as u64);
+                Progress::add(&progress.duplicates, r.duplicates as u64);
+                Progress::add(&progress.rejected, r.rejected as u64);
+            }
+            None => Progress::add(
+                &progress.processed,
+                (records - self.item_failures.len()) as u64,
+            ),
         }
     }
 }
@@ -152,17 +214,13 @@ impl KafkaPoller {
         loop {
             let started = Instant::now();
             match self.invoker.invoke(&event).await {
-                Ok(report) => {
+                Ok(invocation) => {
                     tracing::debug!(
-                        "batch of {} done in {:?}: {report:?}",
+                        "batch of {} done in {:?}: {invocation:?}",
                         batch.len(),
                         started.elapsed()
                     );
-                    Progress::add(&progress.processed, report.records as u64);
-                    Progress::add(&progress.stored, report.stored as u64);
-                    Progress::add(&progress.duplicates, report.duplicates as u64);
-                    Progress::add(&progress.rejected, report.rejected as u64);
-                    Progress::add(&progress.batches, 1);
+                    invocation.count(batch.len(), progress);
                     return Ok(());
                 }
                 Err(e) if attempt < self.options.maximum_retry_attempts => {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use wtc_aws::{DeadLetterQueue, TickStore};
 use wtc_core::event::{KafkaEvent, KafkaRecord, SELF_MANAGED_KAFKA_EVENT_SOURCE, encode_base64};
 use wtc_core::{DeadLetter, SourceEvent, Tick};
+use wtc_local::kinesis::{KinesisPoller, KinesisPollerOptions};
 use wtc_local::poller::{Invoker, KafkaPoller, PollerOptions};
 use wtc_local::progress::Progress;
 use wtc_local::provision::{Names, provision_ticks};
@@ -102,6 +103,49 @@ impl Harness {
         let processed = progress.snapshot().processed;
         if processed < expected {
             bail!("only {processed} of {expected} records processed within {within:?}");
+        }
+        Ok(progress)
+    }
+
+    /// Consumes the tick stream with the Kinesis poller until `expected` records are processed
+    /// (or sent to the dead-letter queue); fails after `within`.
+    pub async fn poll_kinesis_until(
+        &self,
+        invoker: Invoker,
+        expected: u64,
+        within: Duration,
+    ) -> Result<Arc<Progress>> {
+        let poller = KinesisPoller::new(
+            aws_sdk_kinesis::Client::new(&self.sdk),
+            KinesisPollerOptions {
+                stream: self.names.tick_stream.clone(),
+                batch_size: 200,
+                maximum_retry_attempts: 2,
+            },
+            invoker,
+            self.function.dead_letters.clone(),
+        );
+        let progress = Arc::new(Progress::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (progress, stop) = (progress.clone(), stop.clone());
+            tokio::spawn(async move { poller.run(&progress, &stop).await })
+        };
+        let started = Instant::now();
+        let done = |p: &Progress| {
+            let s = p.snapshot();
+            s.processed + s.failed >= expected
+        };
+        while !done(&progress) && !task.is_finished() && started.elapsed() < within {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        task.await.context("poller panicked")??;
+        if !done(&progress) {
+            bail!(
+                "only {:?} of {expected} records handled within {within:?}",
+                progress.snapshot()
+            );
         }
         Ok(progress)
     }

@@ -1,10 +1,15 @@
 //! The tick pipeline end to end on the real local stack: rdkafka producer -> tansu -> poller ->
 //! process-ticks -> moto's DynamoDB and SQS.
 
+use process_ticks::ProcessTicks;
+use std::sync::Arc;
 use std::time::Duration;
-use wtc_core::Tick;
+use wtc_aws::TickStore;
 use wtc_core::simulate::ForexSimulator;
+use wtc_core::{SourceEvent, Tick};
 use wtc_local::generator::{produce_ticks, tick_producer};
+use wtc_local::kinesis::put_ticks;
+use wtc_local::poller::Invoker;
 use wtc_local::progress::Progress;
 use wtc_tests::{Harness, expected, kafka_event, records_of};
 
@@ -206,4 +211,117 @@ async fn malformed_records_go_to_the_dead_letter_queue_and_the_rest_is_stored() 
     assert_eq!(h.stored_ticks().await.unwrap(), want.ticks);
     assert_eq!(h.stored_sums().await.unwrap(), want.sums);
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_records_reach_the_table_with_exact_values() {
+    let h = Harness::start("kinesis").await.unwrap();
+    let ticks = ticks(17, 1_000);
+    let kinesis = aws_sdk_kinesis::Client::new(&h.sdk);
+    put_ticks(&kinesis, &h.names.tick_stream, &ticks, &Progress::default())
+        .await
+        .unwrap();
+    let progress = h
+        .poll_kinesis_until(Invoker::InProcess(h.function.clone()), 1_000, WITHIN)
+        .await
+        .unwrap();
+    let s = progress.snapshot();
+    assert_eq!((s.processed, s.stored, s.failed), (1_000, 1_000, 0));
+
+    let want = expected(&ticks);
+    assert_eq!(h.stored_ticks().await.unwrap(), want.ticks);
+    assert_eq!(h.stored_sums().await.unwrap(), want.sums);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_writes_that_fail_are_reported_as_batch_item_failures() {
+    let h = Harness::start("kinesis-failures").await.unwrap();
+    let ticks = ticks(18, 30);
+    let kinesis = aws_sdk_kinesis::Client::new(&h.sdk);
+    put_ticks(&kinesis, &h.names.tick_stream, &ticks, &Progress::default())
+        .await
+        .unwrap();
+    // A function whose ticks table does not exist: every write fails, nothing is dropped.
+    let broken = ProcessTicks {
+        store: TickStore::new(
+            h.dynamo.clone(),
+            "no-such-table".into(),
+            h.names.rates_table.clone(),
+        ),
+        dead_letters: h.function.dead_letters.clone(),
+    };
+    let records = kinesis_event_of(&h, &ticks).await;
+    let result = broken.handle(&records).await.unwrap();
+    let failures = result.item_failures.unwrap().batch_item_failures;
+    assert_eq!(failures.len(), records.len());
+    let response = result.report;
+    assert_eq!(
+        (response.records, response.stored, response.failed),
+        (30, 0, 30)
+    );
+
+    // Through the poller: retried, then sent to the dead-letter queue with their position.
+    let progress = h
+        .poll_kinesis_until(Invoker::InProcess(Arc::new(broken)), 30, WITHIN)
+        .await
+        .unwrap();
+    assert_eq!(progress.snapshot().failed, 30);
+    let letters = h.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 30);
+    assert!(
+        letters
+            .iter()
+            .all(|l| l.source.starts_with("shardId-")
+                && l.reason.contains("failed after 3 attempts"))
+    );
+    h.stop().await;
+}
+
+/// The stream's records as one Kinesis event, read with GetRecords as the mapping would.
+async fn kinesis_event_of(h: &Harness, ticks: &[Tick]) -> SourceEvent {
+    let client = aws_sdk_kinesis::Client::new(&h.sdk);
+    let shards = client
+        .list_shards()
+        .stream_name(&h.names.tick_stream)
+        .send()
+        .await
+        .unwrap();
+    let mut records = Vec::new();
+    for shard in shards.shards() {
+        let iterator = client
+            .get_shard_iterator()
+            .stream_name(&h.names.tick_stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap();
+        let out = client
+            .get_records()
+            .shard_iterator(iterator.shard_iterator().unwrap())
+            .send()
+            .await
+            .unwrap();
+        for r in out.records() {
+            records.push(serde_json::json!({
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": r.partition_key(),
+                    "sequenceNumber": r.sequence_number(),
+                    "data": wtc_core::event::encode_base64(r.data().as_ref()),
+                    "approximateArrivalTimestamp": 1704067200.5
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": format!("{}:{}", shard.shard_id(), r.sequence_number()),
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/process-ticks",
+                "awsRegion": "us-east-1",
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/wtc-ticks"
+            }));
+        }
+    }
+    assert_eq!(records.len(), ticks.len());
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
 }

@@ -1,0 +1,238 @@
+//! Kinesis on the local stack: a producer of ticks, and a poller that stands in for a Kinesis
+//! event-source mapping (events built as AWS builds them, `ReportBatchItemFailures` honoured: a
+//! batch resumes from the first failed record, as the mapping's checkpoint does).
+
+use crate::poller::Invoker;
+use crate::progress::Progress;
+use anyhow::{Context, Result, bail};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wtc_aws::{DeadLetterQueue, RetryPolicy};
+use wtc_core::event::{
+    KINESIS_EVENT_SOURCE, KinesisData, KinesisEvent, KinesisEventRecord, encode_base64,
+};
+use wtc_core::{DeadLetter, SourceEvent, Tick};
+
+/// PutRecords takes at most 500 records a call.
+const PUT_RECORDS_LIMIT: usize = 500;
+
+/// Puts ticks on a stream (partition key: the pair), retrying the entries Kinesis did not take.
+pub async fn put_ticks(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    ticks: &[Tick],
+    progress: &Progress,
+) -> Result<u64> {
+    let retry = RetryPolicy::default();
+    for chunk in ticks.chunks(PUT_RECORDS_LIMIT) {
+        let mut pending: Vec<PutRecordsRequestEntry> = chunk
+            .iter()
+            .map(|t| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(&t.pair)
+                    .data(Blob::new(t.to_json()))
+                    .build()
+            })
+            .collect::<Result<_, _>>()?;
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let out = client
+                .put_records()
+                .stream_name(stream)
+                .set_records(Some(pending.clone()))
+                .send()
+                .await
+                .with_context(|| format!("putting records on {stream}"))?;
+            let failed: Vec<PutRecordsRequestEntry> = out
+                .records()
+                .iter()
+                .zip(&pending)
+                .filter(|(r, _)| r.error_code().is_some())
+                .map(|(_, e)| e.clone())
+                .collect();
+            Progress::add(&progress.produced, (pending.len() - failed.len()) as u64);
+            pending = failed;
+            attempt += 1;
+            if !pending.is_empty() && !retry.pause(attempt).await {
+                bail!(
+                    "{} records not accepted by {stream} after retries",
+                    pending.len()
+                );
+            }
+        }
+    }
+    Ok(ticks.len() as u64)
+}
+
+/// Settings named after the Kinesis event-source mapping's.
+#[derive(Debug, Clone)]
+pub struct KinesisPollerOptions {
+    pub stream: String,
+    pub batch_size: i32,
+    pub maximum_retry_attempts: u32,
+}
+
+pub struct KinesisPoller {
+    client: aws_sdk_kinesis::Client,
+    options: KinesisPollerOptions,
+    invoker: Invoker,
+    dead_letters: DeadLetterQueue,
+}
+
+/// One shard's read position: the next iterator, and the last sequence number delivered.
+struct ShardCursor {
+    shard_id: String,
+    iterator: Option<String>,
+}
+
+impl KinesisPoller {
+    pub fn new(
+        client: aws_sdk_kinesis::Client,
+        options: KinesisPollerOptions,
+        invoker: Invoker,
+        dead_letters: DeadLetterQueue,
+    ) -> Self {
+        Self {
+            client,
+            options,
+            invoker,
+            dead_letters,
+        }
+    }
+
+    /// Reads every shard from its oldest record (TRIM_HORIZON) until `stop` is set.
+    pub async fn run(&self, progress: &Progress, stop: &AtomicBool) -> Result<()> {
+        let stream = &self.options.stream;
+        let summary = self
+            .client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .with_context(|| format!("describing stream {stream}"))?;
+        let arn = summary
+            .stream_description_summary()
+            .map(|s| s.stream_arn().to_owned())
+            .unwrap_or_default();
+        let shards = self.client.list_shards().stream_name(stream).send().await?;
+        let mut cursors = Vec::new();
+        for shard in shards.shards() {
+            let iterator = self
+                .client
+                .get_shard_iterator()
+                .stream_name(stream)
+                .shard_id(shard.shard_id())
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await?
+                .shard_iterator()
+                .map(str::to_owned);
+            cursors.push(ShardCursor {
+                shard_id: shard.shard_id().to_owned(),
+                iterator,
+            });
+        }
+        while !stop.load(Ordering::Relaxed) {
+            let mut idle = true;
+            for cursor in &mut cursors {
+                if self.poll_shard(cursor, &arn, progress).await? {
+                    idle = false;
+                }
+            }
+            if idle {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one batch of a shard and delivers it; `true` when it had records.
+    async fn poll_shard(
+        &self,
+        cursor: &mut ShardCursor,
+        arn: &str,
+        progress: &Progress,
+    ) -> Result<bool> {
+        let Some(iterator) = cursor.iterator.clone() else {
+            return Ok(false);
+        };
+        let out = self
+            .client
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(self.options.batch_size)
+            .send()
+            .await
+            .with_context(|| format!("reading shard {}", cursor.shard_id))?;
+        cursor.iterator = out.next_shard_iterator().map(str::to_owned);
+        if out.records().is_empty() {
+            return Ok(false);
+        }
+        let mut records: Vec<KinesisEventRecord> = out
+            .records()
+            .iter()
+            .map(|r| KinesisEventRecord {
+                kinesis: KinesisData {
+                    kinesis_schema_version: "1.0".into(),
+                    partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                    sequence_number: r.sequence_number().to_owned(),
+                    data: encode_base64(r.data().as_ref()),
+                    approximate_arrival_timestamp: r
+                        .approximate_arrival_timestamp()
+                        .map_or(0.0, |t| t.as_secs_f64()),
+                },
+                event_source: KINESIS_EVENT_SOURCE.into(),
+                event_version: "1.0".into(),
+                event_id: format!("{}:{}", cursor.shard_id, r.sequence_number()),
+                event_name: "aws:kinesis:record".into(),
+                invoke_identity_arn: "arn:aws:iam::123456789012:role/process-ticks".into(),
+                aws_region: "us-east-1".into(),
+                event_source_arn: arn.to_owned(),
+            })
+            .collect();
+        let mut attempt = 0;
+        while !records.is_empty() {
+            let event = SourceEvent::Kinesis(KinesisEvent {
+                records: records.clone(),
+            });
+            let failed_from = match self.invoker.invoke(&event).await {
+                Ok(invocation) => {
+                    invocation.count(records.len(), progress);
+                    // The mapping resumes from the lowest failed sequence number.
+                    invocation
+                        .item_failures
+                        .iter()
+                        .filter_map(|seq| {
+                            records
+                                .iter()
+                                .position(|r| &r.kinesis.sequence_number == seq)
+                        })
+                        .min()
+                }
+                Err(e) => {
+                    tracing::warn!("Kinesis batch of {} failed: {e:#}", records.len());
+                    Some(0)
+                }
+            };
+            let Some(from) = failed_from else { break };
+            records.drain(..from);
+            attempt += 1;
+            if attempt > self.options.maximum_retry_attempts {
+                let reason = format!("records failed after {attempt} attempts");
+                let event = SourceEvent::Kinesis(KinesisEvent { records });
+                let letters: Vec<DeadLetter> = event
+                    .records()
+                    .iter()
+                    .map(|r| DeadLetter::new("event-source-poller", r, None, reason.clone()))
+                    .collect();
+                self.dead_letters.send(&letters).await?;
+                Progress::add(&progress.failed, letters.len() as u64);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        }
+        Ok(true)
+    }
+}
