@@ -30,7 +30,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Install the local tools (tansu, moto) and exit.
-    Install,
+    Install {
+        /// Also install what the tests use: kafka-python and the SAM CLI.
+        #[arg(long)]
+        test_tools: bool,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -91,9 +95,12 @@ async fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Install) => {
+        Some(Command::Install { test_tools }) => {
             let tansu = wtc_local::tools::ensure_tansu()?;
             let moto = wtc_local::tools::ensure_moto()?;
+            if test_tools {
+                wtc_local::tools::ensure_test_tools()?;
+            }
             println!("tools ready:\n  {}\n  {}", tansu.display(), moto.display());
             Ok(())
         }

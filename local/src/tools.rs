@@ -78,6 +78,9 @@ pub fn ensure_python_tool(probe: &str, requirements: &[&str]) -> Result<PathBuf>
             "python3 -m venv (is python3 with venv installed?)",
         )?;
     }
+    if requirements.is_empty() {
+        return Ok(bin);
+    }
     eprintln!(
         "installing {} into {}",
         requirements.join(" "),
@@ -107,3 +110,39 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// The tools' Python, with `requirement` installed unless `module` already imports.
+pub fn ensure_python_package(module: &str, requirement: &str) -> Result<PathBuf> {
+    let python = ensure_python_tool("python", &[])?;
+    let present = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        eprintln!("installing {requirement} into {}", python_env().display());
+        run(
+            Command::new(python_env().join("bin/pip")).args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                requirement,
+            ]),
+            "pip install",
+        )?;
+    }
+    Ok(python)
+}
+
+/// The tools the test suite needs beyond the stack's: kafka-python (the curriculum's client) and
+/// the SAM CLI (template validation).
+pub fn ensure_test_tools() -> Result<()> {
+    ensure_python_package("kafka", KAFKA_PYTHON_REQUIREMENT)?;
+    ensure_python_tool("sam", &[SAM_CLI_REQUIREMENT])?;
+    Ok(())
+}
+
+/// kafka-python, as the curriculum's producers use it.
+pub const KAFKA_PYTHON_REQUIREMENT: &str = "kafka-python>=2.0,<4";
+/// The SAM CLI, for `sam validate`.
+pub const SAM_CLI_REQUIREMENT: &str = "aws-sam-cli>=1.120,<2";

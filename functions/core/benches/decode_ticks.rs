@@ -41,10 +41,10 @@ fn decode_all(event: &SourceEvent) -> usize {
     let mut buf = Vec::with_capacity(256);
     let mut good = 0;
     for record in event.records() {
-        if let Ok(payload) = record.payload(&mut buf) {
-            if Tick::decode(payload).is_ok() {
-                good += 1;
-            }
+        if let Ok(payload) = record.payload(&mut buf)
+            && Tick::decode(payload).is_ok()
+        {
+            good += 1;
         }
     }
     good

@@ -4,15 +4,17 @@
 //! costs several times the whole budget. This scanner walks the bytes once, borrows strings without
 //! copying when they have no escapes, and keeps numbers as their validated JSON text so that the caller
 //! parses only the fields it wants. Nested values are skipped (and reported by kind), never parsed.
+//! Strings come back as bytes: names are compared as bytes, and the caller checks UTF-8 only for the
+//! text it keeps (`as_text`), which saves a validation per string on the hot path.
 
 use std::borrow::Cow;
 
 /// A member value of a flat object.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonValue<'a> {
-    String(Cow<'a, str>),
-    /// The number's text, already checked against the JSON number grammar.
-    Number(&'a str),
+    /// The string's bytes, escapes decoded.
+    String(Cow<'a, [u8]>),
+    Number(JsonNumber<'a>),
     Bool(bool),
     Null,
     Array,
@@ -33,6 +35,32 @@ impl JsonValue<'_> {
     }
 }
 
+/// A number: its text (checked against the JSON number grammar), and its value when the scan could
+/// compute it exactly on the way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JsonNumber<'a> {
+    pub text: &'a [u8],
+    exact: Option<f64>,
+}
+
+impl JsonNumber<'_> {
+    /// The number as the nearest double (what `str::parse::<f64>` gives); infinite when too large.
+    pub fn to_f64(&self) -> f64 {
+        match self.exact {
+            Some(v) => v,
+            None => std::str::from_utf8(self.text)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(f64::NAN),
+        }
+    }
+}
+
+/// Powers of ten that are exact doubles.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
 /// A JSON syntax error, with the byte offset where it was found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid JSON at byte {offset}: {expected}")]
@@ -40,6 +68,9 @@ pub struct JsonSyntaxError {
     pub offset: usize,
     pub expected: &'static str,
 }
+
+/// A member: its name's bytes (escapes decoded) and its value.
+pub type Member<'a> = (Cow<'a, [u8]>, JsonValue<'a>);
 
 /// Walks the members of one JSON object, in document order.
 pub struct ObjectScanner<'a> {
@@ -64,9 +95,7 @@ impl<'a> ObjectScanner<'a> {
     }
 
     /// The next member, `None` after the closing brace (and nothing but white space after it).
-    pub fn next_member(
-        &mut self,
-    ) -> Result<Option<(Cow<'a, str>, JsonValue<'a>)>, JsonSyntaxError> {
+    pub fn next_member(&mut self) -> Result<Option<Member<'a>>, JsonSyntaxError> {
         if self.done {
             return Ok(None);
         }
@@ -170,24 +199,47 @@ impl<'a> ObjectScanner<'a> {
         }
     }
 
+    /// Checks the number grammar and, for plain decimals of up to 15 digits (every price we see),
+    /// computes the value in the same pass: the digits as an integer below 2^53 and a power of ten
+    /// up to 10^15 are exact doubles, and IEEE division rounds correctly, so the result is the one
+    /// `str::parse` gives. Anything else is parsed from the text when asked for.
     fn number(&mut self) -> Result<JsonValue<'a>, JsonSyntaxError> {
         let start = self.i;
-        if self.peek() == Some(b'-') {
+        let negative = self.peek() == Some(b'-');
+        if negative {
             self.i += 1;
         }
+        let mut mantissa: u64 = 0;
+        let mut digits = 0usize;
         match self.peek() {
-            Some(b'0') => self.i += 1,
-            Some(b'1'..=b'9') => self.digits(),
+            Some(b'0') => {
+                self.i += 1;
+                digits = 1;
+            }
+            Some(b'1'..=b'9') => {
+                while let Some(c @ b'0'..=b'9') = self.peek() {
+                    mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+                    digits += 1;
+                    self.i += 1;
+                }
+            }
             _ => return Err(self.error("a digit")),
         }
+        let mut frac_digits = 0usize;
         if self.peek() == Some(b'.') {
             self.i += 1;
-            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+            while let Some(c @ b'0'..=b'9') = self.peek() {
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+                frac_digits += 1;
+                self.i += 1;
+            }
+            if frac_digits == 0 {
                 return Err(self.error("a digit after '.'"));
             }
-            self.digits();
         }
+        let mut exponent = false;
         if let Some(b'e' | b'E') = self.peek() {
+            exponent = true;
             self.i += 1;
             if let Some(b'+' | b'-') = self.peek() {
                 self.i += 1;
@@ -197,10 +249,14 @@ impl<'a> ObjectScanner<'a> {
             }
             self.digits();
         }
-        // The grammar above admits ASCII only, so this conversion cannot fail.
-        let text =
-            std::str::from_utf8(&self.b[start..self.i]).map_err(|_| self.error("a number"))?;
-        Ok(JsonValue::Number(text))
+        let exact = (!exponent && digits + frac_digits <= 15).then(|| {
+            let v = mantissa as f64 / POW10[frac_digits];
+            if negative { -v } else { v }
+        });
+        Ok(JsonValue::Number(JsonNumber {
+            text: &self.b[start..self.i],
+            exact,
+        }))
     }
 
     fn digits(&mut self) {
@@ -210,41 +266,40 @@ impl<'a> ObjectScanner<'a> {
     }
 
     /// Reads a string at the opening quote; borrows it when it has no escapes.
-    fn string(&mut self) -> Result<Cow<'a, str>, JsonSyntaxError> {
+    fn string(&mut self) -> Result<Cow<'a, [u8]>, JsonSyntaxError> {
         self.i += 1;
         let start = self.i;
-        loop {
-            match self.peek() {
-                Some(b'"') => {
-                    let raw = &self.b[start..self.i];
-                    self.i += 1;
-                    return std::str::from_utf8(raw).map(Cow::Borrowed).map_err(|_| {
-                        JsonSyntaxError {
-                            offset: start,
-                            expected: "UTF-8 text in a string",
-                        }
-                    });
-                }
-                Some(b'\\') => return self.escaped_string(start),
-                Some(0..=0x1f) => return Err(self.error("no control character inside a string")),
-                Some(_) => self.i += 1,
-                None => return Err(self.error("a closing '\"'")),
+        let rest = &self.b[start..];
+        match rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        {
+            Some(n) if rest[n] == b'"' => {
+                self.i = start + n + 1;
+                Ok(Cow::Borrowed(&rest[..n]))
+            }
+            Some(n) if rest[n] == b'\\' => {
+                self.i = start + n;
+                self.escaped_string(start)
+            }
+            Some(n) => {
+                self.i = start + n;
+                Err(self.error("no control character inside a string"))
+            }
+            None => {
+                self.i = self.b.len();
+                Err(self.error("a closing '\"'"))
             }
         }
     }
 
-    fn escaped_string(&mut self, start: usize) -> Result<Cow<'a, str>, JsonSyntaxError> {
+    fn escaped_string(&mut self, start: usize) -> Result<Cow<'a, [u8]>, JsonSyntaxError> {
         let mut out: Vec<u8> = self.b[start..self.i].to_vec();
         loop {
             match self.peek() {
                 Some(b'"') => {
                     self.i += 1;
-                    return String::from_utf8(out)
-                        .map(Cow::Owned)
-                        .map_err(|_| JsonSyntaxError {
-                            offset: start,
-                            expected: "UTF-8 text in a string",
-                        });
+                    return Ok(Cow::Owned(out));
                 }
                 Some(b'\\') => {
                     self.i += 1;
@@ -332,6 +387,14 @@ impl<'a> ObjectScanner<'a> {
     }
 }
 
+/// A string value as text; `None` when its bytes are not UTF-8.
+pub fn as_text(bytes: Cow<'_, [u8]>) -> Option<Cow<'_, str>> {
+    match bytes {
+        Cow::Borrowed(b) => std::str::from_utf8(b).ok().map(Cow::Borrowed),
+        Cow::Owned(v) => String::from_utf8(v).ok().map(Cow::Owned),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,17 +403,27 @@ mod tests {
         let mut s = ObjectScanner::new(text.as_bytes())?;
         let mut out = Vec::new();
         while let Some((k, v)) = s.next_member()? {
-            out.push((k.into_owned(), v));
+            out.push((String::from_utf8(k.into_owned()).unwrap(), v));
         }
         Ok(out)
+    }
+
+    fn string(text: &str) -> JsonValue<'_> {
+        JsonValue::String(Cow::Borrowed(text.as_bytes()))
     }
 
     #[test]
     fn reads_members_in_order() {
         let m =
             members(r#" { "a" : "x", "b":-1.5e3 ,"c":[1,{"d":"]"}],"e":null,"f":true } "#).unwrap();
-        assert_eq!(m[0], ("a".into(), JsonValue::String("x".into())));
-        assert_eq!(m[1], ("b".into(), JsonValue::Number("-1.5e3")));
+        assert_eq!(m[0], ("a".into(), string("x")));
+        match &m[1] {
+            (name, JsonValue::Number(n)) => assert_eq!(
+                (name.as_str(), n.text, n.to_f64()),
+                ("b", &b"-1.5e3"[..], -1500.0)
+            ),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(m[2], ("c".into(), JsonValue::Array));
         assert_eq!(m[3], ("e".into(), JsonValue::Null));
         assert_eq!(m[4], ("f".into(), JsonValue::Bool(true)));
@@ -360,7 +433,46 @@ mod tests {
     fn decodes_escapes() {
         let m = members(r#"{"a\"b":"\u00e9\n\ud83d\ude00"}"#).unwrap();
         assert_eq!(m[0].0, "a\"b");
-        assert_eq!(m[0].1, JsonValue::String("é\n😀".into()));
+        assert_eq!(m[0].1, string("é\n😀"));
+    }
+
+    fn number(text: &str) -> f64 {
+        let doc = format!("{{\"n\": {text}}}");
+        let mut s = ObjectScanner::new(doc.as_bytes()).unwrap();
+        match s.next_member().unwrap() {
+            Some((_, JsonValue::Number(n))) => n.to_f64(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn numbers_equal_std_parse(int in 0u64..1_000_000_000, frac in 0u64..1_000_000, width in 0usize..7, neg: bool) {
+            let sign = if neg { "-" } else { "" };
+            let text = match width {
+                0 => format!("{sign}{int}"),
+                w => format!("{sign}{int}.{:0w$}", frac % 10u64.pow(w as u32)),
+            };
+            proptest::prop_assert_eq!(number(&text).to_bits(), text.parse::<f64>().unwrap().to_bits(), "{}", text);
+        }
+    }
+
+    #[test]
+    fn numbers_outside_the_fast_path_still_parse() {
+        for text in [
+            "1e-3",
+            "12345678901234567",
+            "-0.0",
+            "0.1234567890123456789",
+            "1E400",
+            "0",
+        ] {
+            assert_eq!(
+                number(text).to_bits(),
+                text.parse::<f64>().unwrap().to_bits(),
+                "{text}"
+            );
+        }
     }
 
     #[test]

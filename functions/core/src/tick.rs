@@ -4,7 +4,7 @@
 //! "ask_price": 1.7598, "spread": 0.043}`: exactly these fields, each with its JSON type. A record
 //! that breaks a rule is rejected with the rule it broke, so the dead-letter destination says why.
 
-use crate::json::{JsonSyntaxError, JsonValue, ObjectScanner};
+use crate::json::{JsonSyntaxError, JsonValue, ObjectScanner, as_text};
 use crate::time::{Timestamp, TimestampError};
 use std::borrow::Cow;
 
@@ -67,19 +67,23 @@ impl Tick {
     /// Decodes and validates one record value.
     pub fn decode(value: &[u8]) -> Result<Tick, TickRejection> {
         let mut scanner = ObjectScanner::new(value)?;
-        let mut timestamp: Option<Cow<'_, str>> = None;
-        let mut pair: Option<Cow<'_, str>> = None;
+        let mut timestamp: Option<Cow<'_, [u8]>> = None;
+        let mut pair: Option<Cow<'_, [u8]>> = None;
         let mut bid: Option<f64> = None;
         let mut ask: Option<f64> = None;
         let mut spread: Option<f64> = None;
         while let Some((name, value)) = scanner.next_member()? {
             match name.as_ref() {
-                "timestamp" => set(&mut timestamp, 0, string(0, value)?)?,
-                "pair_name" => set(&mut pair, 1, string(1, value)?)?,
-                "bid_price" => set(&mut bid, 2, number(2, value)?)?,
-                "ask_price" => set(&mut ask, 3, number(3, value)?)?,
-                "spread" => set(&mut spread, 4, number(4, value)?)?,
-                other => return Err(TickRejection::UnknownField(other.to_owned())),
+                b"timestamp" => set(&mut timestamp, 0, string(0, value)?)?,
+                b"pair_name" => set(&mut pair, 1, string(1, value)?)?,
+                b"bid_price" => set(&mut bid, 2, number(2, value)?)?,
+                b"ask_price" => set(&mut ask, 3, number(3, value)?)?,
+                b"spread" => set(&mut spread, 4, number(4, value)?)?,
+                other => {
+                    return Err(TickRejection::UnknownField(
+                        String::from_utf8_lossy(other).into_owned(),
+                    ));
+                }
             }
         }
         let timestamp = timestamp.ok_or(TickRejection::MissingField(FIELDS[0]))?;
@@ -88,11 +92,15 @@ impl Tick {
         let ask = ask.ok_or(TickRejection::MissingField(FIELDS[3]))?;
         let spread = spread.ok_or(TickRejection::MissingField(FIELDS[4]))?;
 
-        let timestamp = Timestamp::parse(&timestamp)?;
-        if pair.is_empty()
-            || pair.len() > MAX_SYMBOL_LEN
-            || pair.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        let timestamp = Timestamp::parse_bytes(&timestamp)?;
+        let pair =
+            as_text(pair).ok_or_else(|| TickRejection::Symbol("(not UTF-8 text)".to_owned()))?;
+        let printable = if pair.is_ascii() {
+            pair.bytes().all(|b| b.is_ascii_graphic())
+        } else {
+            !pair.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        if pair.is_empty() || pair.len() > MAX_SYMBOL_LEN || !printable {
             return Err(TickRejection::Symbol(pair.into_owned()));
         }
         if bid <= 0.0 {
@@ -167,7 +175,7 @@ fn set<T>(slot: &mut Option<T>, field: usize, value: T) -> Result<(), TickReject
     Ok(())
 }
 
-fn string(field: usize, value: JsonValue<'_>) -> Result<Cow<'_, str>, TickRejection> {
+fn string(field: usize, value: JsonValue<'_>) -> Result<Cow<'_, [u8]>, TickRejection> {
     match value {
         JsonValue::String(s) => Ok(s),
         other => Err(TickRejection::WrongType {
@@ -180,11 +188,11 @@ fn string(field: usize, value: JsonValue<'_>) -> Result<Cow<'_, str>, TickReject
 
 fn number(field: usize, value: JsonValue<'_>) -> Result<f64, TickRejection> {
     match value {
-        JsonValue::Number(text) => match text.parse::<f64>() {
-            Ok(v) if v.is_finite() => Ok(v),
+        JsonValue::Number(n) => match n.to_f64() {
+            v if v.is_finite() => Ok(v),
             _ => Err(TickRejection::NotFinite {
                 field: FIELDS[field],
-                text: text.to_owned(),
+                text: String::from_utf8_lossy(n.text).into_owned(),
             }),
         },
         other => Err(TickRejection::WrongType {

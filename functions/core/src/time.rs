@@ -35,32 +35,6 @@ impl Timestamp {
         self.0
     }
 
-    /// Builds a timestamp from calendar fields; `None` when a field is out of range.
-    pub fn from_civil(
-        year: i32,
-        month: u32,
-        day: u32,
-        hour: u32,
-        minute: u32,
-        second: u32,
-        micro: u32,
-    ) -> Option<Self> {
-        if !(1..=12).contains(&month)
-            || day == 0
-            || day > days_in_month(year, month)
-            || hour > 23
-            || minute > 59
-            || second > 59
-            || micro > 999_999
-        {
-            return None;
-        }
-        let days = days_from_civil(year, month, day);
-        let secs =
-            days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60 + i64::from(second);
-        Some(Self(secs * MICROS_PER_SECOND + i64::from(micro)))
-    }
-
     /// Parses `YYYY-MM-DD HH:MM:SS` with an optional fraction of 1 to 6 digits.
     pub fn parse(text: &str) -> Result<Self, TimestampError> {
         Self::parse_bytes(text.as_bytes())
@@ -111,8 +85,10 @@ impl Timestamp {
         if second > 59 {
             return Err(out_of_range("second", second));
         }
-        Self::from_civil(year as i32, month, day, hour, minute, second, micro)
-            .ok_or_else(format_error)
+        // Every field is in range now: compute directly rather than check again.
+        let days = days_from_civil(year as i32, month, day);
+        let secs = days * 86_400 + i64::from(hour * 3_600 + minute * 60 + second);
+        Ok(Self(secs * MICROS_PER_SECOND + i64::from(micro)))
     }
 
     /// The start of the UTC hour this instant falls in.
