@@ -151,17 +151,18 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
         aws_sdk_sqs::Client::new(&sdk),
         provisioned.dead_letter_queue_url.clone(),
     );
+    let store = TickStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        names.ticks_table.clone(),
+        names.rates_table.clone(),
+    );
     let invoker = match &args.invoke_url {
         Some(url) => {
             println!("invoking process-ticks over HTTP at {url}");
             Invoker::http(url, process_ticks::FUNCTION)
         }
         None => Invoker::InProcess(Arc::new(process_ticks::ProcessTicks {
-            store: TickStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                names.ticks_table.clone(),
-                names.rates_table.clone(),
-            ),
+            store: store.clone(),
             dead_letters: dead_letters.clone(),
         })),
     };
@@ -224,7 +225,7 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
         tokio::spawn(async move { report_every(&progress, Duration::from_secs(1), &stop).await })
     };
 
-    let outcome = wait(args, &progress, generator).await;
+    let outcome = wait(args, &progress, generator, &poll_task).await;
     stop.store(true, Ordering::Relaxed);
     let poll_result = poll_task.await.context("the poller panicked")?;
     let _ = report_task.await;
@@ -243,15 +244,20 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
         secs,
         thousands((s.processed as f64 / secs.max(1e-3)) as u64),
     );
+    if args.invoke_url.is_none() && s.processed > 0 {
+        println!("{}", store.request_counts().per_thousand(s.processed));
+    }
     outcome?;
     poll_result
 }
 
-/// Waits for Ctrl-C (or SIGTERM), a failed generator, or, with --exit-when-done, the end of the work.
+/// Waits for Ctrl-C (or SIGTERM), a failed generator or poller, or, with --exit-when-done, the end
+/// of the work.
 async fn wait(
     args: &UpArgs,
     progress: &Progress,
     mut generator: Option<tokio::task::JoinHandle<Result<u64>>>,
+    poller: &tokio::task::JoinHandle<Result<()>>,
 ) -> Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -262,6 +268,10 @@ async fn wait(
             _ = tokio::signal::ctrl_c() => return Ok(()),
             _ = terminate.recv() => return Ok(()),
             _ = tick.tick() => {}
+        }
+        if poller.is_finished() {
+            // It only stops by itself on an error, which the caller reports.
+            return Ok(());
         }
         if let Some(handle) = &mut generator
             && handle.is_finished()

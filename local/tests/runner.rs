@@ -1,8 +1,10 @@
 //! The runner binary as a user runs it: one command, a finite run, everything stopped after.
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use wtc_local::services::free_port;
 use wtc_local::tools::{KAFKA_PYTHON_REQUIREMENT, ensure_python_package};
 
@@ -20,6 +22,65 @@ fn runner(args: &[&str], kafka_port: u16, aws_port: u16) -> Command {
         .env_remove("WTC_INVOKE_URL")
         .stdin(Stdio::null());
     cmd
+}
+
+/// A running runner whose standard output is collected as it comes.
+struct Running {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stdout.take().unwrap();
+        let sink = stdout.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Self {
+            child,
+            stdout,
+            reader,
+        }
+    }
+
+    /// Waits until the output contains `needle`.
+    fn wait_for(&mut self, needle: &str, within: Duration) {
+        let started = Instant::now();
+        while !self.stdout.lock().unwrap().contains(needle) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "runner exited ({status}) before printing {needle:?}:\n{}",
+                    self.stdout.lock().unwrap()
+                );
+            }
+            assert!(
+                started.elapsed() < within,
+                "no {needle:?} within {within:?}:\n{}",
+                self.stdout.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for the runner to exit; returns whether it succeeded and all it printed.
+    fn finish(mut self) -> (bool, String) {
+        let status = self.child.wait().unwrap();
+        self.reader.join().unwrap();
+        let out = self.stdout.lock().unwrap().clone();
+        (status.success(), out)
+    }
 }
 
 fn listening(port: u16) -> bool {
@@ -63,7 +124,7 @@ fn a_finite_run_stores_every_generated_tick_and_stops_everything() {
 fn an_unchanged_kafka_python_producer_is_consumed_and_stored() {
     let python = ensure_python_package("kafka", KAFKA_PYTHON_REQUIREMENT).unwrap();
     let (kafka_port, aws_port) = (free_port().unwrap(), free_port().unwrap());
-    let child = runner(
+    let mut running = Running::start(runner(
         &[
             "--external-producer",
             "--exit-when-done",
@@ -72,22 +133,9 @@ fn an_unchanged_kafka_python_producer_is_consumed_and_stored() {
         ],
         kafka_port,
         aws_port,
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    // Wait for the runner to have created the topic before producing (the curriculum's broker
-    // auto-creates it; ours is created by the runner).
-    let started = std::time::Instant::now();
-    while !listening(kafka_port) || !listening(aws_port) {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the stack did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_secs(3));
+    ));
+    // The curriculum's broker auto-creates the topic; ours is created by the runner first.
+    running.wait_for("waiting for an external producer", Duration::from_secs(180));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/forex_producer.py");
     let producer = Command::new(python)
         .arg(script)
@@ -106,15 +154,34 @@ fn an_unchanged_kafka_python_producer_is_consumed_and_stored() {
         "sent 2000 ticks"
     );
 
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "runner failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, stdout) = running.finish();
+    assert!(ok, "runner failed:\n{stdout}");
     assert!(
         stdout.contains("processed 2,000 | stored 2,000 | duplicates 0 | rejected 0 | failed 0"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn ctrl_c_prints_a_summary_and_stops_everything() {
+    let (kafka_port, aws_port) = (free_port().unwrap(), free_port().unwrap());
+    let mut running = Running::start(runner(&["--ticks", "500"], kafka_port, aws_port));
+    running.wait_for("press Ctrl-C to stop", Duration::from_secs(180));
+    running.wait_for("processed 500 ", Duration::from_secs(180));
+    let status = Command::new("kill")
+        .args(["-INT", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (ok, stdout) = running.finish();
+    assert!(ok, "runner failed:\n{stdout}");
+    assert!(
+        stdout.contains("summary: produced 500 | processed 500 | stored 500"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("stopped tansu, moto_server"), "{stdout}");
+    assert!(
+        !listening(kafka_port) && !listening(aws_port),
+        "a started service is still listening"
     );
 }

@@ -65,10 +65,27 @@ impl Harness {
         self.stack.stop().await;
     }
 
-    /// Consumes the tick topic with the event-source poller until `expected` records are
-    /// processed; fails after `within`.
+    /// Consumes the tick topic with the event-source poller feeding this harness's function until
+    /// `expected` records are processed; fails after `within`.
     pub async fn poll_until_processed(
         &self,
+        group: &str,
+        expected: u64,
+        within: Duration,
+    ) -> Result<Arc<Progress>> {
+        self.poll_with(
+            Invoker::InProcess(self.function.clone()),
+            group,
+            expected,
+            within,
+        )
+        .await
+    }
+
+    /// The same, with any invoker; records of batches that fail every retry count as processed.
+    pub async fn poll_with(
+        &self,
+        invoker: Invoker,
         group: &str,
         expected: u64,
         within: Duration,
@@ -82,7 +99,7 @@ impl Harness {
                 batching_window: Duration::from_millis(200),
                 maximum_retry_attempts: 2,
             },
-            Invoker::InProcess(self.function.clone()),
+            invoker,
             self.function.dead_letters.clone(),
         )?;
         let progress = Arc::new(Progress::default());
@@ -168,10 +185,14 @@ impl Harness {
         Ok(out)
     }
 
-    /// Every sum item: (pair, bucket) -> (mid_sum_nanos, ticks).
+    /// Every minute and hour sum: (pair, bucket) -> (mid_sum_nanos, ticks). Ledger items (`L#`),
+    /// the sums' bookkeeping, are left out.
     pub async fn stored_sums(&self) -> Result<BTreeMap<(String, String), (i64, u64)>> {
         let mut out = BTreeMap::new();
         for item in self.scan(&self.names.rates_table).await? {
+            if s(&item, "bucket")?.starts_with("L#") {
+                continue;
+            }
             out.insert(
                 (s(&item, "pair")?, s(&item, "bucket")?),
                 (

@@ -325,3 +325,50 @@ async fn kinesis_event_of(h: &Harness, ticks: &[Tick]) -> SourceEvent {
     assert_eq!(records.len(), ticks.len());
     serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_batches_that_fail_every_retry_go_to_the_dead_letter_queue_and_are_committed() {
+    let h = Harness::start("kafka-failures").await.unwrap();
+    let ticks = ticks(19, 40);
+    let producer = tick_producer(&h.stack.kafka_brokers).unwrap();
+    produce_ticks(
+        &producer,
+        &h.names.tick_topic,
+        ticks.into_iter(),
+        &Progress::default(),
+    )
+    .await
+    .unwrap();
+    let broken = Arc::new(ProcessTicks {
+        store: TickStore::new(
+            h.dynamo.clone(),
+            "no-such-table".into(),
+            h.names.rates_table.clone(),
+        ),
+        dead_letters: h.function.dead_letters.clone(),
+    });
+    let progress = h
+        .poll_with(Invoker::InProcess(broken), "e2e-failing", 40, WITHIN)
+        .await
+        .unwrap();
+    assert_eq!(progress.snapshot().failed, 40);
+    let letters = h.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 40);
+    assert!(
+        letters.iter().all(|l| l.source.starts_with("tick-data/")
+            && l.reason.starts_with("batch failed after 3 attempts")),
+        "{:?}",
+        letters[0]
+    );
+    // Their offsets were committed: the same group finds nothing left to consume.
+    let again = h
+        .poll_until_processed("e2e-failing", 1, Duration::from_secs(8))
+        .await;
+    assert!(
+        again
+            .unwrap_err()
+            .to_string()
+            .starts_with("only 0 of 1 records processed")
+    );
+    h.stop().await;
+}

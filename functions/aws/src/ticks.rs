@@ -5,25 +5,34 @@
 //! Raw tick items are keyed by the tick's identity (pair and timestamp), so writing one twice
 //! leaves one item: they go in `BatchWriteItem` calls of 25 at 1 WCU each.
 //!
-//! Sums are never incremented. After a batch's raw ticks are stored, each (pair, minute) it touched
-//! is *recomputed* from its stored raw ticks (one strongly consistent `Query` of a bounded item
-//! collection), then each hour it touched from its minute sums. A recomputed sum is written with the
-//! condition that it counts more ticks than the stored one: raw ticks are only ever added, so a larger
-//! count is a newer view, and a writer whose view is stale (a concurrent batch wrote more since) is
-//! refused. Whoever reads last sees every write before it, so the final sum always covers every
-//! stored tick. A redelivered batch, a retry with other boundaries, a producer's resend, or a crash
-//! between any two writes therefore leaves the sums exactly as one pass over the distinct ticks.
+//! Sums are never incremented. Each (pair, minute) has a ledger item in the rates table: a string
+//! set with one entry per tick (its microseconds into the minute and its mid). A batch `ADD`s its
+//! ticks' entries in one `UpdateItem` per minute: a set union, so an entry added again changes
+//! nothing and the ledger holds each distinct tick once, and the update returns the whole ledger as
+//! it stands after it. The minute's sum is computed from that ledger, then each hour's from its minute sums
+//! (a small `Query`), and each sum is written only if it counts more ticks than the stored one. The
+//! ledger only grows, so a larger count is a newer view: a writer with a stale view is refused, and
+//! the writer whose update came last sees every earlier one. A redelivered batch, a retry with
+//! other boundaries, a producer's resend, or a crash between any two writes therefore leaves raw
+//! items and sums exactly as one pass over the distinct ticks would.
 //!
-//! Alternatives, per tick in write units (WCU) and read units (RCU):
+//! Alternatives, per tick, in write units (WCU) and read units (RCU):
 //! - counters incremented per batch (`ADD`): 1 WCU, but a retry after a partial write counts twice;
 //! - per-source watermarks on the sums: ~1 WCU, but a producer's resend arrives at a new offset,
 //!   past any watermark, and counts twice (identity is the natural key, not the offset);
 //! - a transaction pairing each conditional raw insert with its sum update: exact, but 2 WCU per
-//!   tick (transactions cost double) and a conflict whenever two partitions touch the same hour;
-//! - recomputation (this): 1 WCU per tick plus, per (pair, minute) in a batch, about 3 RCU and
-//!   1 WCU, and per (pair, hour) about 2 RCU and 1 WCU. The reference stream keys records by pair
-//!   and minute, so a batch of 500 touches a handful of minutes: about 1.02 WCU and 0.03 RCU a tick
-//!   (the `tick_store_costs` end-to-end test prints the measured request counts).
+//!   tick (transactions cost double), conflicts whenever two partitions touch the same hour, and
+//!   moto (the local emulator) copies whole tables on every transaction;
+//! - recomputing each minute by querying its raw ticks: exact, ~1.02 WCU, but a strongly
+//!   consistent read of the minute's ticks per batch, and moto answers a query by scanning the
+//!   whole table, so a long local run slows down quadratically;
+//! - a ledger with an attribute per tick, `SET` one by one: the same cost as this, but moto parses
+//!   an update expression at over a millisecond per clause, which caps a local run near 750 ticks/s;
+//! - the ledger as a set (this): 1 WCU per raw tick, plus per (pair, minute) in a batch one ledger
+//!   update (about 3 WCU: a minute of the reference stream is about 2.3 KB) and one sum write, plus
+//!   per (pair, hour) one query of its minute sums (about 2 RCU) and one sum write. The reference
+//!   stream keys records by pair and minute, so a batch touches a handful of minutes: the runner
+//!   prints the measured request counts per 1,000 ticks at the end of a run.
 
 use crate::retry::{RetryPolicy, is_retryable_code};
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
@@ -56,8 +65,27 @@ pub struct TickWriteOutcome {
 pub struct RequestCounts {
     pub batch_writes: AtomicU64,
     pub items_written: AtomicU64,
+    pub ledger_updates: AtomicU64,
     pub queries: AtomicU64,
     pub sum_puts: AtomicU64,
+}
+
+impl RequestCounts {
+    /// A line such as `DynamoDB per 1,000 records: 1000 ticks written in 40.0 BatchWriteItem calls,
+    /// 5.2 ledger updates, 7.8 sum writes, 2.6 queries`.
+    pub fn per_thousand(&self, records: u64) -> String {
+        let per =
+            |n: &AtomicU64| n.load(Ordering::Relaxed) as f64 * 1_000.0 / records.max(1) as f64;
+        format!(
+            "DynamoDB per 1,000 records: {:.0} ticks written in {:.1} BatchWriteItem calls, {:.1} ledger updates, \
+             {:.1} sum writes, {:.1} queries",
+            per(&self.items_written),
+            per(&self.batch_writes),
+            per(&self.ledger_updates),
+            per(&self.sum_puts),
+            per(&self.queries),
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -215,9 +243,9 @@ impl TickStore {
     ) -> (u64, Vec<(usize, String)>) {
         let jobs: Vec<_> = by_minute(ticks, written)
             .into_iter()
-            .map(|((pair, minute), members)| {
-                let pair = pair.to_owned();
-                async move { (members, self.refresh_minute(&pair, minute).await) }
+            .map(|((_, minute), members)| async move {
+                let result = self.refresh_minute(ticks, &members, minute).await;
+                (members, result)
             })
             .collect();
         let results: Vec<(Vec<usize>, Result<u64, String>)> = futures::stream::iter(jobs)
@@ -258,29 +286,69 @@ impl TickStore {
         (added, failed)
     }
 
-    /// Recomputes one minute from its raw ticks; returns how many ticks it grew by.
-    async fn refresh_minute(&self, pair: &str, minute: Timestamp) -> Result<u64, String> {
-        let from = minute.to_wtc_string();
-        let to = Timestamp::from_micros(minute.micros() + 59_999_999).to_wtc_string();
-        let mut sum = MidSum::default();
-        self.query_all(
-            &self.ticks_table,
-            "#pk = :pk AND #sk BETWEEN :from AND :to",
-            ("pk", "ts"),
-            &[
-                (":pk", tick_partition_key(pair, minute)),
-                (":from", from),
-                (":to", to),
-            ],
-            "mid",
-            |item| {
-                if let Some(mid) = number(item, "mid") {
-                    sum.add_mid(mid);
+    /// Records the ticks in their minute's ledger, then rewrites the minute's sum from the whole
+    /// ledger as it stands after the update; returns how many ticks the sum grew by.
+    async fn refresh_minute(
+        &self,
+        ticks: &[Tick],
+        members: &[usize],
+        minute: Timestamp,
+    ) -> Result<u64, String> {
+        let pair = ticks[members[0]].pair.as_str();
+        let entries: Vec<String> = members
+            .iter()
+            .map(|&i| {
+                ledger_entry(
+                    ticks[i].timestamp.micros() - minute.micros(),
+                    ticks[i].mid_nanos(),
+                )
+            })
+            .collect();
+        let ledger = self.add_to_ledger(pair, minute, entries).await?;
+        self.put_sum(pair, minute_bucket(minute), minute, ledger_sum(&ledger))
+            .await
+    }
+
+    /// Adds entries to a minute's ledger (a string set: adding an entry again changes nothing, so a
+    /// redelivered tick is recorded once) and returns the ledger after the update.
+    async fn add_to_ledger(
+        &self,
+        pair: &str,
+        minute: Timestamp,
+        entries: Vec<String>,
+    ) -> Result<HashMap<String, AttributeValue>, String> {
+        let mut retry = 0;
+        loop {
+            self.counts.ledger_updates.fetch_add(1, Ordering::Relaxed);
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.rates_table)
+                .key("pair", AttributeValue::S(pair.to_owned()))
+                .key("bucket", AttributeValue::S(ledger_bucket(minute)))
+                .update_expression("ADD #ledger :entries")
+                .expression_attribute_names("#ledger", LEDGER_ATTRIBUTE)
+                .expression_attribute_values(":entries", AttributeValue::Ss(entries.clone()))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match result {
+                Ok(out) => return Ok(out.attributes().cloned().unwrap_or_default()),
+                Err(e) => {
+                    let retryable = e
+                        .as_service_error()
+                        .is_none_or(|s| is_retryable_code(s.code()));
+                    let reason = aws_sdk_dynamodb::Error::from(e).to_string();
+                    retry += 1;
+                    if !retryable || !self.retry.pause(retry).await {
+                        return Err(format!(
+                            "updating ledger {pair} {}: {reason}",
+                            ledger_bucket(minute)
+                        ));
+                    }
                 }
-            },
-        )
-        .await?;
-        self.put_sum(pair, minute_bucket(minute), minute, sum).await
+            }
+        }
     }
 
     /// Recomputes one hour from its minute sums.
@@ -416,7 +484,7 @@ impl TickStore {
     }
 }
 
-/// A raw tick item. `mid` (nano-units) is kept so that recomputing a minute reads one attribute.
+/// A raw tick item: the tick as received, and where it came from.
 fn raw_item(t: &Tick, source: &str) -> Result<WriteRequest, String> {
     let put = PutRequest::builder()
         .item(
@@ -428,13 +496,96 @@ fn raw_item(t: &Tick, source: &str) -> Result<WriteRequest, String> {
         .item("bid_price", AttributeValue::N(t.bid.to_string()))
         .item("ask_price", AttributeValue::N(t.ask.to_string()))
         .item("spread", AttributeValue::N(t.spread.to_string()))
-        .item("mid", AttributeValue::N(t.mid_nanos().to_string()))
         .item("src", AttributeValue::S(source.to_owned()))
         .build()
         .map_err(|e| e.to_string())?;
     Ok(WriteRequest::builder().put_request(put).build())
 }
 
+/// The ledger's string-set attribute.
+const LEDGER_ATTRIBUTE: &str = "ticks_seen";
+
+/// Sort key of a minute's ledger: `L#2024-01-01 13:05`.
+fn ledger_bucket(minute: Timestamp) -> String {
+    format!("L#{}", &minute_bucket(minute)[2..])
+}
+
+/// A ledger entry: the tick's microseconds into its minute (its identity within the pair-minute)
+/// and its mid in nano-units, e.g. `00570000:1738300000`.
+fn ledger_entry(offset_micros: i64, mid_nanos: i64) -> String {
+    format!("{offset_micros:08}:{mid_nanos}")
+}
+
+/// The sum of a ledger's mids, one per identity. Two entries share an identity only when one tick
+/// was sent twice with different prices; the smaller entry counts, so the choice is deterministic.
+fn ledger_sum(item: &HashMap<String, AttributeValue>) -> MidSum {
+    let mut mids: BTreeMap<&str, i64> = BTreeMap::new();
+    if let Some(AttributeValue::Ss(entries)) = item.get(LEDGER_ATTRIBUTE) {
+        for entry in entries {
+            if let Some((offset, mid)) = entry.split_once(':')
+                && let Ok(mid) = mid.parse::<i64>()
+            {
+                mids.entry(offset)
+                    .and_modify(|m| *m = (*m).min(mid))
+                    .or_insert(mid);
+            }
+        }
+    }
+    let mut sum = MidSum::default();
+    mids.into_values().for_each(|m| sum.add_mid(m));
+    sum
+}
+
 fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
     item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger(entries: &[&str]) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pair".to_owned(), AttributeValue::S("MRVZAR".into())),
+            (
+                LEDGER_ATTRIBUTE.to_owned(),
+                AttributeValue::Ss(entries.iter().map(|e| (*e).to_owned()).collect()),
+            ),
+        ])
+    }
+
+    #[test]
+    fn ledger_entries_name_the_tick_and_its_mid() {
+        assert_eq!(ledger_entry(570_000, 1_738_300_000), "00570000:1738300000");
+        assert_eq!(
+            ledger_bucket(Timestamp::from_micros(1_704_067_200_000_000)),
+            "L#2024-01-01 00:00"
+        );
+    }
+
+    #[test]
+    fn ledger_sum_counts_each_identity_once() {
+        let sum = ledger_sum(&ledger(&["00570000:1738300000", "01082000:1000000000"]));
+        assert_eq!(
+            sum,
+            MidSum {
+                mid_sum_nanos: 2_738_300_000,
+                ticks: 2
+            }
+        );
+        // One tick sent twice with different prices: one entry counts, the smaller.
+        let sum = ledger_sum(&ledger(&[
+            "00570000:1738300000",
+            "00570000:1500000000",
+            "01082000:1000000000",
+        ]));
+        assert_eq!(
+            sum,
+            MidSum {
+                mid_sum_nanos: 2_500_000_000,
+                ticks: 2
+            }
+        );
+        assert_eq!(ledger_sum(&HashMap::new()), MidSum::default());
+    }
 }
