@@ -4,15 +4,15 @@
 
 use crate::poller::Invoker;
 use crate::progress::Progress;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use wtc_aws::retry::{Attempt, classify};
 use wtc_aws::{DeadLetterQueue, RetryPolicy};
-use wtc_core::event::{
-    KINESIS_EVENT_SOURCE, KinesisData, KinesisEvent, KinesisEventRecord, encode_base64,
-};
+use wtc_core::event::{KinesisEvent, KinesisEventRecord};
 use wtc_core::{DeadLetter, SourceEvent, Tick};
 
 /// PutRecords takes at most 500 records a call.
@@ -25,7 +25,6 @@ pub async fn put_ticks(
     ticks: &[Tick],
     progress: &Progress,
 ) -> Result<u64> {
-    let retry = RetryPolicy::default();
     for chunk in ticks.chunks(PUT_RECORDS_LIMIT) {
         let mut pending: Vec<PutRecordsRequestEntry> = chunk
             .iter()
@@ -36,30 +35,40 @@ pub async fn put_ticks(
                     .build()
             })
             .collect::<Result<_, _>>()?;
-        let mut attempt = 0;
-        while !pending.is_empty() {
-            let out = client
-                .put_records()
-                .stream_name(stream)
-                .set_records(Some(pending.clone()))
-                .send()
-                .await
-                .with_context(|| format!("putting records on {stream}"))?;
-            let failed: Vec<PutRecordsRequestEntry> = out
-                .records()
-                .iter()
-                .zip(&pending)
-                .filter(|(r, _)| r.error_code().is_some())
-                .map(|(_, e)| e.clone())
-                .collect();
-            Progress::add(&progress.produced, (pending.len() - failed.len()) as u64);
-            pending = failed;
-            attempt += 1;
-            if !pending.is_empty() && !retry.pause(attempt).await {
-                bail!(
-                    "{} records not accepted by {stream} after retries",
+        let mut backoff = RetryPolicy::default().backoff();
+        loop {
+            let attempt: Result<(), Attempt<String>> = async {
+                let out = client
+                    .put_records()
+                    .stream_name(stream)
+                    .set_records(Some(pending.clone()))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                let failed: Vec<PutRecordsRequestEntry> = out
+                    .records()
+                    .iter()
+                    .zip(&pending)
+                    .filter(|(r, _)| r.error_code().is_some())
+                    .map(|(_, e)| e.clone())
+                    .collect();
+                Progress::add(&progress.produced, (pending.len() - failed.len()) as u64);
+                if failed.is_empty() {
+                    return Ok(());
+                }
+                pending = failed;
+                Err(Attempt::Retry(format!(
+                    "{} records not accepted (throttled)",
                     pending.len()
-                );
+                )))
+            }
+            .await;
+            match attempt {
+                Ok(()) => break,
+                Err(failure) => backoff
+                    .after(failure)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("putting records on {stream}: {e}"))?,
             }
         }
     }
@@ -81,7 +90,7 @@ pub struct KinesisPoller {
     dead_letters: DeadLetterQueue,
 }
 
-/// One shard's read position: the next iterator, and the last sequence number delivered.
+/// One shard's read position.
 struct ShardCursor {
     shard_id: String,
     iterator: Option<String>,
@@ -158,14 +167,25 @@ impl KinesisPoller {
         let Some(iterator) = cursor.iterator.clone() else {
             return Ok(false);
         };
-        let out = self
+        let out = match self
             .client
             .get_records()
             .shard_iterator(iterator)
             .limit(self.options.batch_size)
             .send()
             .await
-            .with_context(|| format!("reading shard {}", cursor.shard_id))?;
+        {
+            Ok(out) => out,
+            Err(e) => {
+                // Throttling and outages pass: the same iterator is read again next round.
+                tracing::warn!(
+                    "reading shard {}: {}",
+                    cursor.shard_id,
+                    DisplayErrorContext(&e)
+                );
+                return Ok(false);
+            }
+        };
         cursor.iterator = out.next_shard_iterator().map(str::to_owned);
         if out.records().is_empty() {
             return Ok(false);
@@ -173,23 +193,16 @@ impl KinesisPoller {
         let mut records: Vec<KinesisEventRecord> = out
             .records()
             .iter()
-            .map(|r| KinesisEventRecord {
-                kinesis: KinesisData {
-                    kinesis_schema_version: "1.0".into(),
-                    partition_key: r.partition_key().unwrap_or_default().to_owned(),
-                    sequence_number: r.sequence_number().to_owned(),
-                    data: encode_base64(r.data().as_ref()),
-                    approximate_arrival_timestamp: r
-                        .approximate_arrival_timestamp()
+            .map(|r| {
+                KinesisEventRecord::new(
+                    arn,
+                    &cursor.shard_id,
+                    r.sequence_number(),
+                    r.partition_key().unwrap_or_default(),
+                    r.data().as_ref(),
+                    r.approximate_arrival_timestamp()
                         .map_or(0.0, |t| t.as_secs_f64()),
-                },
-                event_source: KINESIS_EVENT_SOURCE.into(),
-                event_version: "1.0".into(),
-                event_id: format!("{}:{}", cursor.shard_id, r.sequence_number()),
-                event_name: "aws:kinesis:record".into(),
-                invoke_identity_arn: "arn:aws:iam::123456789012:role/process-ticks".into(),
-                aws_region: "us-east-1".into(),
-                event_source_arn: arn.to_owned(),
+                )
             })
             .collect();
         let mut attempt = 0;
@@ -197,19 +210,22 @@ impl KinesisPoller {
             let event = SourceEvent::Kinesis(KinesisEvent {
                 records: records.clone(),
             });
+            // The mapping resumes from the lowest failed sequence number; an identifier it does not
+            // know fails the whole batch.
             let failed_from = match self.invoker.invoke(&event).await {
                 Ok(invocation) => {
-                    invocation.count(records.len(), progress);
-                    // The mapping resumes from the lowest failed sequence number.
-                    invocation
+                    let from = invocation
                         .item_failures
                         .iter()
-                        .filter_map(|seq| {
+                        .map(|seq| {
                             records
                                 .iter()
                                 .position(|r| &r.kinesis.sequence_number == seq)
+                                .unwrap_or(0)
                         })
-                        .min()
+                        .min();
+                    invocation.count(from.unwrap_or(records.len()), progress);
+                    from
                 }
                 Err(e) => {
                     tracing::warn!("Kinesis batch of {} failed: {e:#}", records.len());
@@ -228,6 +244,7 @@ impl KinesisPoller {
                     .map(|r| DeadLetter::new("event-source-poller", r, None, reason.clone()))
                     .collect();
                 self.dead_letters.send(&letters).await?;
+                Progress::add(&progress.processed, letters.len() as u64);
                 Progress::add(&progress.failed, letters.len() as u64);
                 break;
             }

@@ -54,8 +54,8 @@ struct UpArgs {
     /// Do not run the generator: an external producer feeds the topic.
     #[arg(long)]
     external_producer: bool,
-    /// Exit once every generated tick is processed (with --external-producer: once no record has
-    /// arrived for --idle-secs) instead of running until Ctrl-C.
+    /// Exit once every generated tick is processed (with --external-producer: once records have
+    /// arrived and then none for --idle-secs) instead of running until Ctrl-C.
     #[arg(long)]
     exit_when_done: bool,
     /// With --exit-when-done and --external-producer: seconds without new records before exiting.

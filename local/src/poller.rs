@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wtc_aws::DeadLetterQueue;
-use wtc_core::event::{
-    BatchItemFailures, KafkaEvent, KafkaRecord, SELF_MANAGED_KAFKA_EVENT_SOURCE, encode_base64,
-};
+use wtc_core::event::{BatchItemFailures, KafkaEvent, KafkaRecord, encode_base64};
 use wtc_core::{DeadLetter, SourceEvent};
 
 /// How the poller reaches the function.
@@ -49,7 +47,9 @@ impl Invoker {
     pub async fn invoke(&self, event: &SourceEvent) -> Result<Invocation> {
         match self {
             Invoker::InProcess(function) => {
-                let result = function.handle(event).await?;
+                // The same rules as Lambda's: a Kafka batch with failures is an error.
+                let result = function.handle(event).await;
+                result.response()?;
                 Ok(Invocation {
                     report: Some(result.report),
                     item_failures: result
@@ -108,20 +108,15 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    /// Adds the invocation to the run's counters; `records` is the batch's size.
-    pub fn count(&self, records: usize, progress: &Progress) {
+    /// Adds the invocation to the run's counters: `done` records of the batch are finished (the
+    /// rest will be delivered again).
+    pub fn count(&self, done: usize, progress: &Progress) {
         Progress::add(&progress.batches, 1);
-        match &self.report {
-            Some(r) => {
-                Progress::add(&progress.processed, (r.records - r.failed) as u64);
-                Progress::add(&progress.stored, r.stored as u64);
-                Progress::add(&progress.duplicates, r.duplicates as u64);
-                Progress::add(&progress.rejected, r.rejected as u64);
-            }
-            None => Progress::add(
-                &progress.processed,
-                (records - self.item_failures.len()) as u64,
-            ),
+        Progress::add(&progress.processed, done as u64);
+        if let Some(r) = &self.report {
+            Progress::add(&progress.stored, r.stored as u64);
+            Progress::add(&progress.duplicates, r.duplicates as u64);
+            Progress::add(&progress.rejected, r.rejected as u64);
         }
     }
 }
@@ -209,7 +204,14 @@ impl KafkaPoller {
                     batch.push(to_record(&message));
                     first_at.get_or_insert_with(Instant::now);
                 }
-                Ok(Err(e)) => return Err(e).context("consuming"),
+                Ok(Err(e)) => {
+                    // Broker hiccups (a restart, a rebalance) pass: keep what we have and go on.
+                    tracing::warn!("consuming: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if first_at.is_some() {
+                        break;
+                    }
+                }
                 Err(_) if first_at.is_some() => break,
                 Err(_) => {}
             }
@@ -312,17 +314,5 @@ fn to_record(m: &BorrowedMessage<'_>) -> KafkaRecord {
 
 /// A self-managed Kafka event, as the event-source mapping would deliver these records.
 pub fn kafka_event(brokers: &str, batch: &[KafkaRecord]) -> SourceEvent {
-    let mut records: BTreeMap<String, Vec<KafkaRecord>> = BTreeMap::new();
-    for r in batch {
-        records
-            .entry(format!("{}-{}", r.topic, r.partition))
-            .or_default()
-            .push(r.clone());
-    }
-    SourceEvent::Kafka(KafkaEvent {
-        event_source: SELF_MANAGED_KAFKA_EVENT_SOURCE.to_owned(),
-        event_source_arn: None,
-        bootstrap_servers: Some(brokers.to_owned()),
-        records,
-    })
+    SourceEvent::Kafka(KafkaEvent::self_managed(brokers, batch.iter().cloned()))
 }

@@ -54,9 +54,14 @@ impl LocalStack {
             services: Vec::new(),
             compose_file: None,
         };
-        if options.docker {
+        // Containers only for what is not given: both given, nothing to start.
+        if options.docker && (options.kafka_brokers.is_none() || options.aws_endpoint.is_none()) {
             let compose = compose_file()?;
-            docker_compose(&compose, &["up", "-d", "--wait"])?;
+            if let Err(e) = docker_compose(&compose, &["up", "-d", "--wait"]) {
+                // Take down whatever did start.
+                let _ = docker_compose(&compose, &["down"]);
+                return Err(e);
+            }
             stack.compose_file = Some(compose);
         }
         stack.kafka_brokers = match (&options.kafka_brokers, options.docker) {

@@ -55,9 +55,9 @@ async fn redelivered_batch_does_not_double_count() {
     let h = Harness::start("redelivered").await.unwrap();
     let ticks = ticks(12, 800);
     let event = kafka_event(&records_of(&ticks, 3, 100));
-    let first = h.function.handle(&event).await.unwrap().report;
+    let first = h.function.handle(&event).await.report;
     assert_eq!((first.stored, first.duplicates), (800, 0));
-    let again = h.function.handle(&event).await.unwrap().report;
+    let again = h.function.handle(&event).await.report;
     assert_eq!((again.stored, again.duplicates), (0, 800));
 
     let want = expected(&ticks);
@@ -74,10 +74,7 @@ async fn rebatched_retry_leaves_sums_exact() {
     // A first try with one set of boundaries, then a retry that cuts the same records otherwise
     // and overlaps what was already stored.
     for range in [0..300, 300..700, 200..500, 450..1_200, 0..1_200] {
-        h.function
-            .handle(&kafka_event(&records[range]))
-            .await
-            .unwrap();
+        h.function.handle(&kafka_event(&records[range])).await;
     }
     let want = expected(&ticks);
     assert_eq!(h.stored_ticks().await.unwrap(), want.ticks);
@@ -124,35 +121,96 @@ async fn crash_between_writes_leaves_sums_exact() {
     let store = &h.function.store;
     let all: Vec<usize> = (0..ticks.len()).collect();
 
-    // A first delivery stored every raw tick, then died before any sum was written.
-    assert!(
-        store
-            .put_raw(&ticks, &sources, &all[..600])
-            .await
-            .is_empty()
-    );
-    // A second delivery got as far as some minute sums and died before their hours.
-    assert!(
-        store
-            .put_raw(&ticks, &sources, &all[600..])
-            .await
-            .is_empty()
-    );
-    let minutes_only: Vec<usize> = all[..300].to_vec();
-    let (_, failed) = store.refresh_sums(&ticks, &minutes_only).await;
-    assert!(failed.is_empty());
+    // Deliveries that died at each point of `write`, on different parts of the batch:
+    // after the raw items only,
+    assert!(store.put_raw(&ticks, &sources, &all).await.is_empty());
+    // after the minutes' ledgers and sums, before their hours,
+    let (_, hours, failed) = store.refresh_minutes(&ticks, &all[200..500]).await;
+    assert!(failed.is_empty() && !hours.is_empty());
+    // and after the hours of a smaller part, so stored hours are behind their minutes.
+    let (_, hours, _) = store.refresh_minutes(&ticks, &all[..100]).await;
+    assert!(store.refresh_hours(hours).await.is_empty());
     // The retry delivers the whole batch again.
     let report = h
         .function
         .handle(&kafka_event(&records_of(&ticks, 0, 0)))
         .await
-        .unwrap()
         .report;
-    assert_eq!(report.failed, 0);
+    assert_eq!(
+        (report.failed, report.stored, report.duplicates),
+        (0, 500, 400)
+    );
 
     let want = expected(&ticks);
     assert_eq!(h.stored_ticks().await.unwrap(), want.ticks);
     assert_eq!(h.stored_sums().await.unwrap(), want.sums);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_overlapping_batches_leave_sums_exact() {
+    let h = Harness::start("concurrent").await.unwrap();
+    let ticks = ticks(20, 1_000);
+    let records = records_of(&ticks, 1, 0);
+    // As parallel invocations (or a retry racing a slow first try) would: same pairs, same hours.
+    let events: Vec<_> = [0..400, 200..700, 500..1_000, 0..1_000, 100..900, 300..600]
+        .into_iter()
+        .map(|r| kafka_event(&records[r]))
+        .collect();
+    let reports = futures::future::join_all(events.iter().map(|e| h.function.handle(e))).await;
+    assert!(reports.iter().all(|r| r.report.failed == 0));
+
+    let want = expected(&ticks);
+    assert_eq!(h.stored_ticks().await.unwrap(), want.ticks);
+    assert_eq!(h.stored_sums().await.unwrap(), want.sums);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_resent_with_other_prices_counts_once_whatever_the_order() {
+    let h = Harness::start("conflict").await.unwrap();
+    let renamed = |ticks: &[Tick], prefix: &str| -> Vec<Tick> {
+        ticks
+            .iter()
+            .cloned()
+            .map(|mut t| {
+                t.pair = format!("{prefix}{}", t.pair);
+                t
+            })
+            .collect()
+    };
+    let ticks = ticks(21, 10);
+    let mut cheaper = ticks[4].clone();
+    cheaper.bid -= 0.25;
+    cheaper.ask -= 0.25;
+    // The same two versions of tick 4, delivered in opposite orders, kept apart by pair name.
+    let (a, b) = (renamed(&ticks, "A"), renamed(&ticks, "B"));
+    for batch in [a.clone(), renamed(&[cheaper.clone()], "A")] {
+        h.function
+            .handle(&kafka_event(&records_of(&batch, 0, 0)))
+            .await;
+    }
+    for batch in [renamed(&[cheaper.clone()], "B"), b] {
+        h.function
+            .handle(&kafka_event(&records_of(&batch, 0, 0)))
+            .await;
+    }
+    let sums = h.stored_sums().await.unwrap();
+    let of = |prefix: &str| -> std::collections::BTreeMap<(String, String), (i64, u64)> {
+        sums.iter()
+            .filter(|((p, _), _)| p.starts_with(prefix))
+            .map(|((p, bucket), v)| ((p[1..].to_owned(), bucket.clone()), *v))
+            .collect()
+    };
+    assert_eq!(
+        of("A"),
+        of("B"),
+        "the sums depend on the order of the two versions"
+    );
+    // Counted once, at the lower of its two mids.
+    let mut once = ticks.clone();
+    once[4] = cheaper;
+    assert_eq!(of("A"), expected(&once).sums);
     h.stop().await;
 }
 
@@ -174,12 +232,7 @@ async fn malformed_records_go_to_the_dead_letter_queue_and_the_rest_is_stored() 
             b"{\"timestamp\": \"2024-01-01 00:00:01\"".to_vec(),
         ),
     );
-    let report = h
-        .function
-        .handle(&kafka_event(&records))
-        .await
-        .unwrap()
-        .report;
+    let report = h.function.handle(&kafka_event(&records)).await.report;
     assert_eq!(
         (report.records, report.stored, report.rejected),
         (201, 199, 2)
@@ -252,7 +305,7 @@ async fn kinesis_writes_that_fail_are_reported_as_batch_item_failures() {
         dead_letters: h.function.dead_letters.clone(),
     };
     let records = kinesis_event_of(&h, &ticks).await;
-    let result = broken.handle(&records).await.unwrap();
+    let result = broken.handle(&records).await;
     let failures = result.item_failures.unwrap().batch_item_failures;
     assert_eq!(failures.len(), records.len());
     let response = result.report;

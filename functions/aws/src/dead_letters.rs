@@ -1,23 +1,23 @@
 //! The dead-letter destination: an SQS queue that receives each rejected record with its reason.
 //!
-//! Sending is part of processing a batch: if the queue cannot take a letter after retries, the
-//! batch fails and is retried, so a rejected record is never lost (it may be sent twice then).
+//! Every letter is made to fit the queue (size and characters, see `DeadLetter::to_message_body`),
+//! so no record's content can make the queue refuse it. Throttling and outages are retried; if the
+//! queue still cannot take a letter, the batch fails and is retried whole (after its valid records
+//! are stored), so a rejected record is never lost (it may then be sent twice).
 
-use crate::retry::{RetryPolicy, is_retryable_code};
-use aws_sdk_sqs::error::ProvideErrorMetadata;
+use crate::retry::{Attempt, RetryPolicy, classify};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use wtc_core::DeadLetter;
 
-/// SQS takes at most 10 messages and 256 KiB per batch.
+/// SQS takes at most 10 messages and 256 KiB per batch, and 256 KiB per message.
 const MAX_BATCH_MESSAGES: usize = 10;
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-pub enum DeadLetterError {
-    #[error("dead-letter queue refused {count} letters after retries: {reason}")]
-    NotSent { count: usize, reason: String },
-    #[error("a dead letter of {0} bytes exceeds the queue's 256 KiB message limit")]
-    TooLarge(usize),
+#[error("dead-letter queue refused {count} letters after retries: {reason}")]
+pub struct DeadLetterError {
+    pub count: usize,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone)]
@@ -36,29 +36,22 @@ impl DeadLetterQueue {
         }
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Sends every letter, in batches, retrying what the queue did not take.
     pub async fn send(&self, letters: &[DeadLetter]) -> Result<(), DeadLetterError> {
+        // Room for the batch entry's own fields within the batch limit.
         let bodies: Vec<String> = letters
             .iter()
-            .map(|l| serde_json::to_string(l).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
+            .map(|l| l.to_message_body(MAX_BATCH_BYTES - 1024))
             .collect();
         let mut start = 0;
         while start < bodies.len() {
             let mut end = start;
             let mut bytes = 0;
-            while end < bodies.len() && end - start < MAX_BATCH_MESSAGES {
-                let len = bodies[end].len();
-                if len > MAX_BATCH_BYTES {
-                    return Err(DeadLetterError::TooLarge(len));
-                }
-                if bytes + len > MAX_BATCH_BYTES {
-                    break;
-                }
-                bytes += len;
+            while end < bodies.len()
+                && end - start < MAX_BATCH_MESSAGES
+                && (end == start || bytes + bodies[end].len() <= MAX_BATCH_BYTES - 1024)
+            {
+                bytes += bodies[end].len();
                 end += 1;
             }
             self.send_batch(&bodies[start..end]).await?;
@@ -69,60 +62,58 @@ impl DeadLetterQueue {
 
     async fn send_batch(&self, bodies: &[String]) -> Result<(), DeadLetterError> {
         let mut pending: Vec<usize> = (0..bodies.len()).collect();
-        let mut retry = 0;
+        let mut backoff = self.retry.backoff();
         loop {
-            let entries = pending
-                .iter()
-                .map(|&i| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(&bodies[i])
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| DeadLetterError::NotSent {
-                    count: pending.len(),
-                    reason: e.to_string(),
-                })?;
-            let reason = match self
-                .client
-                .send_message_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                Ok(out) => {
-                    pending = out
-                        .failed()
-                        .iter()
-                        .filter_map(|f| f.id().parse::<usize>().ok())
-                        .collect();
-                    if pending.is_empty() {
-                        return Ok(());
-                    }
-                    format!("{} entries failed", pending.len())
+            let attempt: Result<(), Attempt<String>> = async {
+                let entries: Vec<SendMessageBatchRequestEntry> = pending
+                    .iter()
+                    .filter_map(|&i| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .message_body(&bodies[i])
+                            .build()
+                            .ok()
+                    })
+                    .collect();
+                let out = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                let failed: Vec<usize> = out
+                    .failed()
+                    .iter()
+                    .filter_map(|f| f.id().parse().ok())
+                    .collect();
+                if failed.is_empty() {
+                    return Ok(());
                 }
-                Err(e) => {
-                    let retryable = e
-                        .as_service_error()
-                        .is_none_or(|s| is_retryable_code(s.code()));
-                    let reason = format!("{}", aws_sdk_sqs::Error::from(e));
-                    if !retryable {
-                        return Err(DeadLetterError::NotSent {
+                let reason = out
+                    .failed()
+                    .first()
+                    .and_then(|f| f.message())
+                    .unwrap_or_default()
+                    .to_owned();
+                pending = failed;
+                Err(Attempt::Retry(format!(
+                    "{} entries failed: {reason}",
+                    pending.len()
+                )))
+            }
+            .await;
+            match attempt {
+                Ok(()) => return Ok(()),
+                Err(failure) => {
+                    if let Err(reason) = backoff.after(failure).await {
+                        return Err(DeadLetterError {
                             count: pending.len(),
                             reason,
                         });
                     }
-                    reason
                 }
-            };
-            retry += 1;
-            if !self.retry.pause(retry).await {
-                return Err(DeadLetterError::NotSent {
-                    count: pending.len(),
-                    reason,
-                });
             }
         }
     }

@@ -1,8 +1,10 @@
-//! The one retry policy: capped exponential backoff with full jitter.
+//! The one retry policy: capped exponential backoff with full jitter, and the one rule for which
+//! AWS errors are worth another attempt.
 //!
-//! Full jitter spreads concurrent retries (several partitions' consumers hitting the same hourly
-//! item, say) instead of having them collide again in lockstep.
+//! Full jitter spreads concurrent retries (several partitions' consumers hitting the same minute,
+//! say) instead of having them collide again in lockstep.
 
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use rand::Rng;
 use std::time::Duration;
 
@@ -24,6 +26,15 @@ impl Default for RetryPolicy {
     }
 }
 
+/// How an attempt failed.
+#[derive(Debug)]
+pub enum Attempt<E> {
+    /// Worth another attempt after a pause (throttling, a server fault, a lost connection).
+    Retry(E),
+    /// Will fail the same way again.
+    Fail(E),
+}
+
 impl RetryPolicy {
     /// The pause before retry number `retry` (1 for the first retry).
     pub fn delay(&self, retry: u32) -> Duration {
@@ -35,17 +46,48 @@ impl RetryPolicy {
         Duration::from_millis(jitter_ms)
     }
 
-    /// Sleeps before retry number `retry`; `false` when the attempts are used up.
-    pub async fn pause(&self, retry: u32) -> bool {
-        if retry >= self.max_attempts {
-            return false;
+    /// A fresh count of attempts under this policy.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            policy: *self,
+            attempt: 1,
         }
-        tokio::time::sleep(self.delay(retry)).await;
-        true
     }
 }
 
-/// Error codes that mean "slow down and try again" on DynamoDB and SQS.
+/// The attempts of one operation. After each failure, `after` pauses and returns `Ok` to try
+/// again, or gives the error back when it is final or the attempts are used up:
+///
+/// ```ignore
+/// let mut backoff = policy.backoff();
+/// let out = loop {
+///     match call().await.map_err(classify) {
+///         Ok(out) => break out,
+///         Err(failure) => backoff.after(failure).await?,
+///     }
+/// };
+/// ```
+#[derive(Debug)]
+pub struct Backoff {
+    policy: RetryPolicy,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub async fn after<E>(&mut self, failure: Attempt<E>) -> Result<(), E> {
+        match failure {
+            Attempt::Fail(e) => Err(e),
+            Attempt::Retry(e) if self.attempt >= self.policy.max_attempts => Err(e),
+            Attempt::Retry(_) => {
+                tokio::time::sleep(self.policy.delay(self.attempt)).await;
+                self.attempt += 1;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Error codes that mean "slow down and try again" on DynamoDB, SQS and Kinesis.
 pub fn is_retryable_code(code: Option<&str>) -> bool {
     matches!(
         code,
@@ -58,10 +100,28 @@ pub fn is_retryable_code(code: Option<&str>) -> bool {
                 | "InternalFailure"
                 | "ServiceUnavailable"
                 | "TransactionInProgressException"
-                | "TransactionConflict"
                 | "RequestThrottled"
+                | "KMSThrottlingException"
         )
     )
+}
+
+/// Classifies an SDK error (any service): service errors by code, and transport errors (timeouts,
+/// refused connections) as retryable. The message keeps the whole error chain.
+pub fn classify<E, R>(error: SdkError<E, R>) -> Attempt<String>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let retryable = error
+        .as_service_error()
+        .is_none_or(|s| is_retryable_code(s.code()));
+    let message = DisplayErrorContext(&error).to_string();
+    if retryable {
+        Attempt::Retry(message)
+    } else {
+        Attempt::Fail(message)
+    }
 }
 
 #[cfg(test)]
@@ -75,5 +135,22 @@ mod tests {
             assert!(p.delay(retry) <= p.max_delay);
         }
         assert!(p.delay(1) <= p.base_delay);
+    }
+
+    #[tokio::test]
+    async fn backoff_allows_the_policy_s_attempts_and_stops_at_a_final_error() {
+        let p = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(1),
+        };
+        let mut b = p.backoff();
+        assert_eq!(b.after(Attempt::Retry("busy")).await, Ok(()));
+        assert_eq!(b.after(Attempt::Retry("busy")).await, Ok(()));
+        assert_eq!(b.after(Attempt::Retry("busy")).await, Err("busy"));
+        assert_eq!(
+            p.backoff().after(Attempt::Fail("bad request")).await,
+            Err("bad request")
+        );
     }
 }

@@ -33,12 +33,18 @@
 //!   per (pair, hour) one query of its minute sums (about 2 RCU) and one sum write. The reference
 //!   stream keys records by pair and minute, so a batch touches a handful of minutes: the runner
 //!   prints the measured request counts per 1,000 ticks at the end of a run.
+//!
+//! Limits and edge cases: a ledger item holds at most about 18,000 ticks of one pair in one minute
+//! (DynamoDB's 400 KB item limit; the reference stream has about 120). A tick sent twice with
+//! different prices (same pair and timestamp) is one raw item, the last written, while the sums
+//! count it once at the lower of its mids: the rule must not depend on arrival order, and the raw
+//! table's last-writer-wins does.
 
-use crate::retry::{RetryPolicy, is_retryable_code};
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use crate::retry::{Attempt, RetryPolicy, classify};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnValue, WriteRequest};
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wtc_core::Tick;
 use wtc_core::rates::{MidSum, by_minute, hour_bucket, minute_bucket, tick_partition_key};
@@ -49,15 +55,18 @@ pub const BATCH_WRITE_LIMIT: usize = 25;
 /// Calls in flight at once for one batch.
 const CONCURRENCY: usize = 8;
 
-/// What happened to each tick of a batch (indices into the batch's ticks).
+/// Ticks (indices into a batch) that could not be stored after retries, with the last error.
+pub type Failed = Vec<(usize, String)>;
+
+/// What happened to each tick of a batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TickWriteOutcome {
     /// Ticks the store did not hold before (counted from the sums' growth).
     pub stored: usize,
     /// Ticks written whose identity was already stored, by an earlier delivery or earlier in the batch.
     pub duplicates: usize,
-    /// Ticks not safely stored after retries, with the last error: the batch must be retried.
-    pub failed: Vec<(usize, String)>,
+    /// Ticks not safely stored after retries: the batch must be retried.
+    pub failed: Failed,
 }
 
 /// Requests sent to DynamoDB, for cost reports.
@@ -72,7 +81,7 @@ pub struct RequestCounts {
 
 impl RequestCounts {
     /// A line such as `DynamoDB per 1,000 records: 1000 ticks written in 40.0 BatchWriteItem calls,
-    /// 5.2 ledger updates, 7.8 sum writes, 2.6 queries`.
+    /// 10.4 ledger updates, 15.6 sum writes, 5.2 queries`.
     pub fn per_thousand(&self, records: u64) -> String {
         let per =
             |n: &AtomicU64| n.load(Ordering::Relaxed) as f64 * 1_000.0 / records.max(1) as f64;
@@ -88,13 +97,23 @@ impl RequestCounts {
     }
 }
 
+/// A sum as stored: the mids' sum and count, and how many ledger entries it stands on (its version).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Versioned {
+    sum: MidSum,
+    entries: u64,
+}
+
+/// Hours touched by a batch, with the ticks (indices) in each.
+pub type Hours = BTreeMap<(String, Timestamp), Vec<usize>>;
+
 #[derive(Debug, Clone)]
 pub struct TickStore {
     client: aws_sdk_dynamodb::Client,
     ticks_table: String,
     rates_table: String,
     retry: RetryPolicy,
-    counts: std::sync::Arc<RequestCounts>,
+    counts: Arc<RequestCounts>,
 }
 
 impl TickStore {
@@ -108,69 +127,51 @@ impl TickStore {
         }
     }
 
-    pub fn ticks_table(&self) -> &str {
-        &self.ticks_table
-    }
-
-    pub fn rates_table(&self) -> &str {
-        &self.rates_table
-    }
-
     /// Requests sent so far by this store (and its clones).
     pub fn request_counts(&self) -> &RequestCounts {
         &self.counts
     }
 
-    /// Stores the ticks and brings the sums they touch up to date.
-    /// `sources[i]` is tick i's source position, kept on its raw item.
+    /// Stores the ticks and brings the sums they touch up to date: `put_raw`, then
+    /// `refresh_minutes`, then `refresh_hours`. `sources[i]` is tick i's source position.
     pub async fn write(&self, ticks: &[Tick], sources: &[String]) -> TickWriteOutcome {
-        let mut outcome = TickWriteOutcome::default();
         let mut seen = HashSet::with_capacity(ticks.len());
         let unique: Vec<usize> = (0..ticks.len())
             .filter(|&i| seen.insert((ticks[i].pair.as_str(), ticks[i].timestamp)))
             .collect();
-        let in_batch_duplicates = ticks.len() - unique.len();
-
-        let failed_raw = self.put_raw(ticks, sources, &unique).await;
-        let failed_set: HashSet<usize> = failed_raw.iter().map(|(i, _)| *i).collect();
-        outcome.failed = failed_raw;
+        let mut failed = self.put_raw(ticks, sources, &unique).await;
+        let failed_raw: HashSet<usize> = failed.iter().map(|(i, _)| *i).collect();
         let written: Vec<usize> = unique
-            .iter()
-            .copied()
-            .filter(|i| !failed_set.contains(i))
+            .into_iter()
+            .filter(|i| !failed_raw.contains(i))
             .collect();
 
-        let (added, failed_sums) = self.refresh_sums(ticks, &written).await;
-        outcome.stored = added as usize;
-        outcome.duplicates = in_batch_duplicates + written.len().saturating_sub(added as usize);
-        outcome.failed.extend(failed_sums);
-        outcome
+        let (added, hours, failed_minutes) = self.refresh_minutes(ticks, &written).await;
+        failed.extend(failed_minutes);
+        failed.extend(self.refresh_hours(hours).await);
+        // Under concurrency a sum can grow by another batch's ticks too: never count more than ours.
+        let stored = (added as usize).min(written.len());
+        TickWriteOutcome {
+            stored,
+            duplicates: ticks.len() - failed_raw.len() - stored,
+            failed,
+        }
     }
 
-    /// Writes raw ticks in batches of 25; returns the ticks that could not be written.
-    pub async fn put_raw(
-        &self,
-        ticks: &[Tick],
-        sources: &[String],
-        selected: &[usize],
-    ) -> Vec<(usize, String)> {
+    /// Step 1: writes raw ticks in batches of 25; returns the ticks that could not be written.
+    pub async fn put_raw(&self, ticks: &[Tick], sources: &[String], selected: &[usize]) -> Failed {
         let jobs: Vec<_> = selected
             .chunks(BATCH_WRITE_LIMIT)
             .map(|chunk| self.batch_write(ticks, sources, chunk))
             .collect();
-        let results: Vec<Vec<(usize, String)>> = futures::stream::iter(jobs)
+        let results: Vec<Failed> = futures::stream::iter(jobs)
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
         results.into_iter().flatten().collect()
     }
 
-    async fn batch_write(
-        &self,
-        ticks: &[Tick],
-        sources: &[String],
-        chunk: &[usize],
-    ) -> Vec<(usize, String)> {
+    async fn batch_write(&self, ticks: &[Tick], sources: &[String], chunk: &[usize]) -> Failed {
         let mut pending: Vec<(usize, WriteRequest)> = Vec::with_capacity(chunk.len());
         for &i in chunk {
             match raw_item(
@@ -181,70 +182,77 @@ impl TickStore {
                 Err(e) => return chunk.iter().map(|&i| (i, e.clone())).collect(),
             }
         }
-        let mut retry = 0;
+        let mut backoff = self.retry.backoff();
         loop {
-            self.counts.batch_writes.fetch_add(1, Ordering::Relaxed);
-            self.counts
-                .items_written
-                .fetch_add(pending.len() as u64, Ordering::Relaxed);
-            let result = self
-                .client
-                .batch_write_item()
-                .request_items(
-                    &self.ticks_table,
-                    pending.iter().map(|(_, r)| r.clone()).collect(),
-                )
-                .send()
-                .await;
-            let reason = match result {
-                Ok(out) => {
-                    let unprocessed = out
-                        .unprocessed_items()
-                        .and_then(|m| m.get(&self.ticks_table))
-                        .map(Vec::as_slice)
-                        .unwrap_or_default();
-                    if unprocessed.is_empty() {
-                        return Vec::new();
-                    }
-                    // Unprocessed items come back as the same requests: keep those still pending.
-                    pending.retain(|(_, r)| unprocessed.contains(r));
-                    format!("{} items left unprocessed (throttled)", pending.len())
+            let attempt: Result<(), Attempt<String>> = async {
+                self.counts.batch_writes.fetch_add(1, Ordering::Relaxed);
+                self.counts
+                    .items_written
+                    .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(
+                        &self.ticks_table,
+                        pending.iter().map(|(_, r)| r.clone()).collect(),
+                    )
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                let unprocessed: HashSet<(String, String)> = out
+                    .unprocessed_items()
+                    .and_then(|m| m.get(&self.ticks_table))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(raw_key)
+                    .collect();
+                if unprocessed.is_empty() {
+                    return Ok(());
                 }
-                Err(e) => {
-                    let retryable = e
-                        .as_service_error()
-                        .is_none_or(|s| is_retryable_code(s.code()));
-                    let reason = aws_sdk_dynamodb::Error::from(e).to_string();
-                    if !retryable {
+                // Keep the requests DynamoDB left unprocessed (matched by key); if none matches,
+                // keep them all rather than risk dropping one.
+                let left: Vec<(usize, WriteRequest)> = pending
+                    .iter()
+                    .filter(|(_, r)| raw_key(r).is_some_and(|k| unprocessed.contains(&k)))
+                    .cloned()
+                    .collect();
+                if !left.is_empty() {
+                    pending = left;
+                }
+                Err(Attempt::Retry(format!(
+                    "{} items left unprocessed (throttled)",
+                    pending.len()
+                )))
+            }
+            .await;
+            match attempt {
+                Ok(()) => return Vec::new(),
+                Err(failure) => {
+                    if let Err(reason) = backoff.after(failure).await {
                         return pending
                             .into_iter()
                             .map(|(i, _)| (i, reason.clone()))
                             .collect();
                     }
-                    reason
                 }
-            };
-            retry += 1;
-            if !self.retry.pause(retry).await {
-                return pending
-                    .into_iter()
-                    .map(|(i, _)| (i, reason.clone()))
-                    .collect();
             }
         }
     }
 
-    /// Recomputes the minute sums of the given ticks, then their hours. Returns how many ticks the
-    /// sums grew by, and the ticks whose sums could not be brought up to date.
-    pub async fn refresh_sums(
-        &self,
-        ticks: &[Tick],
-        written: &[usize],
-    ) -> (u64, Vec<(usize, String)>) {
+    /// Step 2: records the ticks in their minutes' ledgers and rewrites those minutes' sums.
+    /// Returns how many ticks the sums grew by, the hours touched, and the ticks that failed.
+    pub async fn refresh_minutes(&self, ticks: &[Tick], written: &[usize]) -> (u64, Hours, Failed) {
         let jobs: Vec<_> = by_minute(ticks, written)
             .into_iter()
             .map(|((_, minute), members)| async move {
-                let result = self.refresh_minute(ticks, &members, minute).await;
+                let result = match self.add_to_ledger(ticks, &members, minute).await {
+                    Ok(ledger) => {
+                        let pair = &ticks[members[0]].pair;
+                        self.put_sum(pair, minute_bucket(minute), minute, ledger)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
                 (members, result)
             })
             .collect();
@@ -253,8 +261,8 @@ impl TickStore {
             .collect()
             .await;
         let mut added = 0;
-        let mut failed = Vec::new();
-        let mut hours: BTreeMap<(String, Timestamp), Vec<usize>> = BTreeMap::new();
+        let mut hours = Hours::new();
+        let mut failed = Failed::new();
         for (members, result) in results {
             match result {
                 Ok(n) => {
@@ -268,32 +276,41 @@ impl TickStore {
                 Err(e) => failed.extend(members.into_iter().map(|i| (i, e.clone()))),
             }
         }
+        (added, hours, failed)
+    }
+
+    /// Step 3: rewrites each hour's sum from its minute sums.
+    pub async fn refresh_hours(&self, hours: Hours) -> Failed {
         let jobs: Vec<_> = hours
             .into_iter()
             .map(|((pair, hour), members)| async move {
-                (members, self.refresh_hour(&pair, hour).await)
+                let result = match self.minute_sums(&pair, hour).await {
+                    Ok(sum) => self.put_sum(&pair, hour_bucket(hour), hour, sum).await,
+                    Err(e) => Err(e),
+                };
+                (members, result)
             })
             .collect();
         let results: Vec<(Vec<usize>, Result<u64, String>)> = futures::stream::iter(jobs)
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        for (members, result) in results {
-            if let Err(e) = result {
-                failed.extend(members.into_iter().map(|i| (i, e.clone())));
-            }
-        }
-        (added, failed)
+        results
+            .into_iter()
+            .filter_map(|(members, result)| result.err().map(|e| (members, e)))
+            .flat_map(|(members, e)| members.into_iter().map(move |i| (i, e.clone())))
+            .collect()
     }
 
-    /// Records the ticks in their minute's ledger, then rewrites the minute's sum from the whole
-    /// ledger as it stands after the update; returns how many ticks the sum grew by.
-    async fn refresh_minute(
+    /// Adds the ticks' entries to their minute's ledger (a string set: adding an entry again
+    /// changes nothing, so a redelivered tick is recorded once) and sums the ledger as it stands
+    /// after the update.
+    async fn add_to_ledger(
         &self,
         ticks: &[Tick],
         members: &[usize],
         minute: Timestamp,
-    ) -> Result<u64, String> {
+    ) -> Result<Versioned, String> {
         let pair = ticks[members[0]].pair.as_str();
         let entries: Vec<String> = members
             .iter()
@@ -304,21 +321,8 @@ impl TickStore {
                 )
             })
             .collect();
-        let ledger = self.add_to_ledger(pair, minute, entries).await?;
-        self.put_sum(pair, minute_bucket(minute), minute, ledger_sum(&ledger))
-            .await
-    }
-
-    /// Adds entries to a minute's ledger (a string set: adding an entry again changes nothing, so a
-    /// redelivered tick is recorded once) and returns the ledger after the update.
-    async fn add_to_ledger(
-        &self,
-        pair: &str,
-        minute: Timestamp,
-        entries: Vec<String>,
-    ) -> Result<HashMap<String, AttributeValue>, String> {
-        let mut retry = 0;
-        loop {
+        let mut backoff = self.retry.backoff();
+        let ledger = loop {
             self.counts.ledger_updates.fetch_add(1, Ordering::Relaxed);
             let result = self
                 .client
@@ -333,111 +337,79 @@ impl TickStore {
                 .send()
                 .await;
             match result {
-                Ok(out) => return Ok(out.attributes().cloned().unwrap_or_default()),
-                Err(e) => {
-                    let retryable = e
-                        .as_service_error()
-                        .is_none_or(|s| is_retryable_code(s.code()));
-                    let reason = aws_sdk_dynamodb::Error::from(e).to_string();
-                    retry += 1;
-                    if !retryable || !self.retry.pause(retry).await {
-                        return Err(format!(
-                            "updating ledger {pair} {}: {reason}",
-                            ledger_bucket(minute)
-                        ));
-                    }
-                }
+                Ok(out) => break out.attributes().cloned().unwrap_or_default(),
+                Err(e) => backoff.after(classify(e)).await.map_err(|e| {
+                    format!("updating ledger {pair} {}: {e}", ledger_bucket(minute))
+                })?,
             }
-        }
+        };
+        Ok(ledger_sum(&ledger))
     }
 
-    /// Recomputes one hour from its minute sums.
-    async fn refresh_hour(&self, pair: &str, hour: Timestamp) -> Result<u64, String> {
+    /// The sum of an hour's minute sums (each minute's ledger entries count toward the version).
+    async fn minute_sums(&self, pair: &str, hour: Timestamp) -> Result<Versioned, String> {
         let first = minute_bucket(hour);
         let last = minute_bucket(Timestamp::from_micros(hour.micros() + 3_599_999_999));
-        let mut sum = MidSum::default();
-        self.query_all(
-            &self.rates_table,
-            "#pk = :pk AND #sk BETWEEN :from AND :to",
-            ("pair", "bucket"),
-            &[(":pk", pair.to_owned()), (":from", first), (":to", last)],
-            "mid_sum_nanos, ticks",
-            |item| {
-                if let (Some(s), Some(n)) = (number(item, "mid_sum_nanos"), number(item, "ticks")) {
-                    sum.merge(MidSum {
-                        mid_sum_nanos: s,
-                        ticks: n as u64,
-                    });
-                }
-            },
-        )
-        .await?;
-        self.put_sum(pair, hour_bucket(hour), hour, sum).await
-    }
-
-    /// A strongly consistent query over every page, feeding each item to `each`.
-    async fn query_all(
-        &self,
-        table: &str,
-        condition: &str,
-        (partition_key, sort_key): (&str, &str),
-        values: &[(&str, String)],
-        projection: &str,
-        mut each: impl FnMut(&HashMap<String, AttributeValue>),
-    ) -> Result<(), String> {
+        let mut total = Versioned::default();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
-            let mut retry = 0;
+            let mut backoff = self.retry.backoff();
             let page = loop {
                 self.counts.queries.fetch_add(1, Ordering::Relaxed);
-                let mut q = self
+                let result = self
                     .client
                     .query()
-                    .table_name(table)
+                    .table_name(&self.rates_table)
                     .consistent_read(true)
-                    .key_condition_expression(condition)
-                    .expression_attribute_names("#pk", partition_key)
-                    .expression_attribute_names("#sk", sort_key)
-                    .projection_expression(projection)
-                    .set_exclusive_start_key(start.clone());
-                for (name, value) in values {
-                    q = q.expression_attribute_values(*name, AttributeValue::S(value.clone()));
-                }
-                match q.send().await {
+                    .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+                    .expression_attribute_names("#pk", "pair")
+                    .expression_attribute_names("#sk", "bucket")
+                    .expression_attribute_values(":pk", AttributeValue::S(pair.to_owned()))
+                    .expression_attribute_values(":from", AttributeValue::S(first.clone()))
+                    .expression_attribute_values(":to", AttributeValue::S(last.clone()))
+                    .set_exclusive_start_key(start.clone())
+                    .send()
+                    .await;
+                match result {
                     Ok(page) => break page,
-                    Err(e) => {
-                        let retryable = e
-                            .as_service_error()
-                            .is_none_or(|s| is_retryable_code(s.code()));
-                        let reason = aws_sdk_dynamodb::Error::from(e).to_string();
-                        retry += 1;
-                        if !retryable || !self.retry.pause(retry).await {
-                            return Err(format!("querying {table}: {reason}"));
-                        }
-                    }
+                    Err(e) => backoff.after(classify(e)).await.map_err(|e| {
+                        format!("querying the minutes of {pair} {}: {e}", hour_bucket(hour))
+                    })?,
                 }
             };
-            page.items().iter().for_each(&mut each);
+            for item in page.items() {
+                if let (Some(s), Some(n), Some(e)) = (
+                    number::<i128>(item, "mid_sum_nanos"),
+                    number::<u64>(item, "ticks"),
+                    number::<u64>(item, "entries"),
+                ) {
+                    total.sum.merge(MidSum {
+                        mid_sum_nanos: s,
+                        ticks: n,
+                    });
+                    total.entries += e;
+                }
+            }
             match page.last_evaluated_key() {
                 Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => return Ok(()),
+                _ => return Ok(total),
             }
         }
     }
 
-    /// Writes a sum unless the stored one already counts as many ticks or more.
+    /// Writes a sum unless the stored one stands on as many ledger entries or more.
     /// Returns how many ticks the stored sum grew by.
     async fn put_sum(
         &self,
         pair: &str,
         bucket: String,
         start: Timestamp,
-        sum: MidSum,
+        v: Versioned,
     ) -> Result<u64, String> {
-        if sum.ticks == 0 {
+        if v.entries == 0 {
             return Ok(0);
         }
-        let mut retry = 0;
+        let mut backoff = self.retry.backoff();
         loop {
             self.counts.sum_puts.fetch_add(1, Ordering::Relaxed);
             let result = self
@@ -449,12 +421,13 @@ impl TickStore {
                 .item("start", AttributeValue::S(start.to_seconds_string()))
                 .item(
                     "mid_sum_nanos",
-                    AttributeValue::N(sum.mid_sum_nanos.to_string()),
+                    AttributeValue::N(v.sum.mid_sum_nanos.to_string()),
                 )
-                .item("ticks", AttributeValue::N(sum.ticks.to_string()))
-                .condition_expression("attribute_not_exists(#ticks) OR #ticks < :ticks")
-                .expression_attribute_names("#ticks", "ticks")
-                .expression_attribute_values(":ticks", AttributeValue::N(sum.ticks.to_string()))
+                .item("ticks", AttributeValue::N(v.sum.ticks.to_string()))
+                .item("entries", AttributeValue::N(v.entries.to_string()))
+                .condition_expression("attribute_not_exists(#entries) OR #entries < :entries")
+                .expression_attribute_names("#entries", "entries")
+                .expression_attribute_values(":entries", AttributeValue::N(v.entries.to_string()))
                 .return_values(ReturnValue::AllOld)
                 .send()
                 .await;
@@ -462,23 +435,21 @@ impl TickStore {
                 Ok(out) => {
                     let before = out
                         .attributes()
-                        .and_then(|a| number(a, "ticks"))
-                        .unwrap_or(0) as u64;
-                    return Ok(sum.ticks.saturating_sub(before));
+                        .and_then(|a| number::<u64>(a, "ticks"))
+                        .unwrap_or(0);
+                    return Ok(v.sum.ticks.saturating_sub(before));
                 }
-                Err(e) => {
-                    let service = e.as_service_error();
-                    if service.is_some_and(|s| s.is_conditional_check_failed_exception()) {
-                        // The stored sum already counts these ticks (or more): nothing to add.
-                        return Ok(0);
-                    }
-                    let retryable = service.is_none_or(|s| is_retryable_code(s.code()));
-                    let reason = aws_sdk_dynamodb::Error::from(e).to_string();
-                    retry += 1;
-                    if !retryable || !self.retry.pause(retry).await {
-                        return Err(format!("writing sum {pair} {bucket}: {reason}"));
-                    }
+                // The stored sum already stands on these entries (or more): nothing to add.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    return Ok(0);
                 }
+                Err(e) => backoff
+                    .after(classify(e))
+                    .await
+                    .map_err(|e| format!("writing sum {pair} {bucket}: {e}"))?,
             }
         }
     }
@@ -502,6 +473,17 @@ fn raw_item(t: &Tick, source: &str) -> Result<WriteRequest, String> {
     Ok(WriteRequest::builder().put_request(put).build())
 }
 
+/// A raw item request's key.
+fn raw_key(request: &WriteRequest) -> Option<(String, String)> {
+    let item = request.put_request()?.item();
+    match (item.get("pk"), item.get("ts")) {
+        (Some(AttributeValue::S(pk)), Some(AttributeValue::S(ts))) => {
+            Some((pk.clone(), ts.clone()))
+        }
+        _ => None,
+    }
+}
+
 /// The ledger's string-set attribute.
 const LEDGER_ATTRIBUTE: &str = "ticks_seen";
 
@@ -516,12 +498,14 @@ fn ledger_entry(offset_micros: i64, mid_nanos: i64) -> String {
     format!("{offset_micros:08}:{mid_nanos}")
 }
 
-/// The sum of a ledger's mids, one per identity. Two entries share an identity only when one tick
-/// was sent twice with different prices; the smaller entry counts, so the choice is deterministic.
-fn ledger_sum(item: &HashMap<String, AttributeValue>) -> MidSum {
+/// A ledger's sum: one mid per identity (the lowest, when a tick was sent with different prices),
+/// versioned by the number of entries.
+fn ledger_sum(item: &HashMap<String, AttributeValue>) -> Versioned {
     let mut mids: BTreeMap<&str, i64> = BTreeMap::new();
-    if let Some(AttributeValue::Ss(entries)) = item.get(LEDGER_ATTRIBUTE) {
-        for entry in entries {
+    let mut entries = 0;
+    if let Some(AttributeValue::Ss(set)) = item.get(LEDGER_ATTRIBUTE) {
+        entries = set.len() as u64;
+        for entry in set {
             if let Some((offset, mid)) = entry.split_once(':')
                 && let Ok(mid) = mid.parse::<i64>()
             {
@@ -533,10 +517,10 @@ fn ledger_sum(item: &HashMap<String, AttributeValue>) -> MidSum {
     }
     let mut sum = MidSum::default();
     mids.into_values().for_each(|m| sum.add_mid(m));
-    sum
+    Versioned { sum, entries }
 }
 
-fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+fn number<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, name: &str) -> Option<T> {
     item.get(name)?.as_n().ok()?.parse().ok()
 }
 
@@ -565,27 +549,24 @@ mod tests {
 
     #[test]
     fn ledger_sum_counts_each_identity_once() {
-        let sum = ledger_sum(&ledger(&["00570000:1738300000", "01082000:1000000000"]));
-        assert_eq!(
-            sum,
-            MidSum {
-                mid_sum_nanos: 2_738_300_000,
-                ticks: 2
-            }
-        );
-        // One tick sent twice with different prices: one entry counts, the smaller.
-        let sum = ledger_sum(&ledger(&[
+        let v = ledger_sum(&ledger(&["00570000:1738300000", "01082000:1000000000"]));
+        let sum = MidSum {
+            mid_sum_nanos: 2_738_300_000,
+            ticks: 2,
+        };
+        assert_eq!((v.sum, v.entries), (sum, 2));
+        // One tick sent twice with different prices: it counts once, at the lower mid, and the
+        // extra entry still makes this a newer version of the sum.
+        let v = ledger_sum(&ledger(&[
             "00570000:1738300000",
             "00570000:1500000000",
             "01082000:1000000000",
         ]));
-        assert_eq!(
-            sum,
-            MidSum {
-                mid_sum_nanos: 2_500_000_000,
-                ticks: 2
-            }
-        );
-        assert_eq!(ledger_sum(&HashMap::new()), MidSum::default());
+        let sum = MidSum {
+            mid_sum_nanos: 2_500_000_000,
+            ticks: 2,
+        };
+        assert_eq!((v.sum, v.entries), (sum, 3));
+        assert_eq!(ledger_sum(&HashMap::new()), Versioned::default());
     }
 }

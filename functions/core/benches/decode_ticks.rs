@@ -12,29 +12,20 @@ use wtc_core::tick::Tick;
 const BATCH: usize = 10_000;
 
 fn kafka_event(n: usize) -> SourceEvent {
-    let mut records = std::collections::BTreeMap::new();
-    for (i, tick) in ForexSimulator::new(1).take(n).enumerate() {
-        let partition = (i % 12) as i32;
-        records
-            .entry(format!("tick-data-{partition}"))
-            .or_insert_with(Vec::new)
-            .push(KafkaRecord {
-                topic: "tick-data".into(),
-                partition,
-                offset: i as i64,
-                timestamp: 1_704_067_200_000 + i as i64,
-                timestamp_type: "CREATE_TIME".into(),
-                key: Some(encode_base64(kafka_key(&tick).as_bytes())),
-                value: Some(encode_base64(tick.to_json().as_bytes())),
-                headers: vec![],
-            });
-    }
-    SourceEvent::Kafka(KafkaEvent {
-        event_source: "SelfManagedKafka".into(),
-        event_source_arn: None,
-        bootstrap_servers: Some("127.0.0.1:19092".into()),
-        records,
-    })
+    let records = ForexSimulator::new(1)
+        .take(n)
+        .enumerate()
+        .map(|(i, tick)| KafkaRecord {
+            topic: "tick-data".into(),
+            partition: (i % 12) as i32,
+            offset: i as i64,
+            timestamp: 1_704_067_200_000 + i as i64,
+            timestamp_type: "CREATE_TIME".into(),
+            key: Some(encode_base64(kafka_key(&tick).as_bytes())),
+            value: Some(encode_base64(tick.to_json().as_bytes())),
+            headers: vec![],
+        });
+    SourceEvent::Kafka(KafkaEvent::self_managed("127.0.0.1:19092", records))
 }
 
 fn decode_all(event: &SourceEvent) -> usize {

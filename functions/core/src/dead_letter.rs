@@ -1,6 +1,6 @@
 //! What a rejected record becomes: its position, the reason, and its bytes, so it can be replayed.
 
-use crate::event::{Position, SourceRecord, encode_base64};
+use crate::event::SourceRecord;
 use serde::{Deserialize, Serialize};
 
 /// A record that a function could not accept, as sent to the dead-letter destination.
@@ -20,6 +20,9 @@ pub struct DeadLetter {
     /// The payload as text when it is UTF-8, for people reading the queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_text: Option<String>,
+    /// Set when the payload was too large for the queue and `value` holds its beginning only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<bool>,
 }
 
 impl DeadLetter {
@@ -38,23 +41,91 @@ impl DeadLetter {
             value_text: payload
                 .and_then(|p| std::str::from_utf8(p).ok())
                 .map(str::to_owned),
+            truncated: None,
         }
     }
 
-    /// A dead letter for a payload that never had a transport record (e.g. a CSV row).
-    pub fn for_payload(function: &str, source: String, payload: &[u8], reason: String) -> Self {
-        Self {
-            function: function.to_owned(),
-            source,
-            reason,
+    /// The message body: JSON, at most `max_bytes` long, with only the characters SQS accepts.
+    /// A payload too large to carry whole is cut, and the letter says so; the text copy goes
+    /// first. A rejected record is thus never refused by the queue (and never holds back its batch).
+    pub fn to_message_body(&self, max_bytes: usize) -> String {
+        let mut letter = self.clone();
+        let mut body = sqs_safe(&to_json(&letter));
+        if body.len() > max_bytes {
+            letter.value_text = None;
+            body = sqs_safe(&to_json(&letter));
+        }
+        if body.len() > max_bytes
+            && let Some(value) = letter.value.take()
+        {
+            let room = max_bytes.saturating_sub(body.len() + 64) / 4 * 4;
+            letter.value = Some(value[..room.min(value.len())].to_owned());
+            letter.truncated = Some(true);
+            body = sqs_safe(&to_json(&letter));
+        }
+        body
+    }
+}
+
+fn to_json(letter: &DeadLetter) -> String {
+    serde_json::to_string(letter).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// Replaces the characters SQS refuses in a message (outside #x9, #xA, #xD, #x20-#xD7FF,
+/// #xE000-#xFFFD, #x10000-#x10FFFF) with U+FFFD. JSON escapes control characters already; this
+/// catches U+FFFE and U+FFFF, which it does not.
+fn sqs_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{9}'
+            | '\u{A}'
+            | '\u{D}'
+            | '\u{20}'..='\u{D7FF}'
+            | '\u{E000}'..='\u{FFFD}'
+            | '\u{10000}'.. => c,
+            _ => '\u{FFFD}',
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::encode_base64;
+
+    fn letter(value: &str) -> DeadLetter {
+        DeadLetter {
+            function: "process-ticks".into(),
+            source: "tick-data/0@1".into(),
+            reason: "unknown field `volume`".into(),
             key: None,
-            value: Some(encode_base64(payload)),
-            value_text: std::str::from_utf8(payload).ok().map(str::to_owned),
+            value: Some(encode_base64(value.as_bytes())),
+            value_text: Some(value.to_owned()),
+            truncated: None,
         }
     }
 
-    pub fn position_of(record: &SourceRecord<'_>) -> String {
-        let p: Position<'_> = record.position;
-        p.to_string()
+    #[test]
+    fn bodies_carry_only_characters_sqs_accepts() {
+        let mut l = letter("x\u{FFFE}");
+        l.reason = "unknown field `\u{FFFF}`".into();
+        let body = l.to_message_body(1024);
+        assert!(!body.contains('\u{FFFF}') && !body.contains('\u{FFFE}'));
+        assert!(body.contains('\u{FFFD}'));
+    }
+
+    #[test]
+    fn large_payloads_are_cut_to_fit_and_say_so() {
+        let big = "y".repeat(300_000);
+        let body = letter(&big).to_message_body(256 * 1024);
+        assert!(body.len() <= 256 * 1024, "{}", body.len());
+        let back: DeadLetter = serde_json::from_str(&body).unwrap();
+        assert_eq!(back.truncated, Some(true));
+        assert_eq!(back.value_text, None);
+        let small = letter("z").to_message_body(256 * 1024);
+        assert_eq!(
+            serde_json::from_str::<DeadLetter>(&small).unwrap(),
+            letter("z")
+        );
     }
 }

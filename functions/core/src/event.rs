@@ -235,6 +235,59 @@ pub fn encode_base64(bytes: &[u8]) -> String {
     base64_simd::STANDARD.encode_to_string(bytes)
 }
 
+impl KafkaEvent {
+    /// A self-managed Kafka event of these records, grouped by `"topic-partition"` as AWS groups
+    /// them (records keep their order within a group).
+    pub fn self_managed(
+        bootstrap_servers: &str,
+        records: impl IntoIterator<Item = KafkaRecord>,
+    ) -> Self {
+        let mut grouped: BTreeMap<String, Vec<KafkaRecord>> = BTreeMap::new();
+        for r in records {
+            grouped
+                .entry(format!("{}-{}", r.topic, r.partition))
+                .or_default()
+                .push(r);
+        }
+        Self {
+            event_source: SELF_MANAGED_KAFKA_EVENT_SOURCE.to_owned(),
+            event_source_arn: None,
+            bootstrap_servers: Some(bootstrap_servers.to_owned()),
+            records: grouped,
+        }
+    }
+}
+
+impl KinesisEventRecord {
+    /// A record as a Kinesis event-source mapping delivers it.
+    pub fn new(
+        stream_arn: &str,
+        shard_id: &str,
+        sequence_number: &str,
+        partition_key: &str,
+        data: &[u8],
+        arrival_secs: f64,
+    ) -> Self {
+        let region = stream_arn.split(':').nth(3).unwrap_or_default();
+        Self {
+            kinesis: KinesisData {
+                kinesis_schema_version: "1.0".into(),
+                partition_key: partition_key.to_owned(),
+                sequence_number: sequence_number.to_owned(),
+                data: encode_base64(data),
+                approximate_arrival_timestamp: arrival_secs,
+            },
+            event_source: KINESIS_EVENT_SOURCE.into(),
+            event_version: "1.0".into(),
+            event_id: format!("{shard_id}:{sequence_number}"),
+            event_name: "aws:kinesis:record".into(),
+            invoke_identity_arn: String::new(),
+            aws_region: region.to_owned(),
+            event_source_arn: stream_arn.to_owned(),
+        }
+    }
+}
+
 impl SourceEvent {
     /// Every record, Kafka groups in key order and offset order within a group.
     pub fn records(&self) -> Vec<SourceRecord<'_>> {

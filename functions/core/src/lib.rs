@@ -11,5 +11,5 @@ pub mod time;
 
 pub use dead_letter::DeadLetter;
 pub use event::{Position, SourceEvent, SourceRecord};
-pub use tick::{Tick, TickId, TickRejection};
+pub use tick::{Tick, TickRejection};
 pub use time::Timestamp;

@@ -3,9 +3,9 @@
 //!
 //! Sums are integers (mids in 1e-9 units, see `Tick::mid_nanos`): an integer sum does not depend
 //! on the order or batching of the ticks that make it, so a recomputed sum is bit-for-bit the same.
-//! Every sum is *recomputed* from what is stored below it (a minute from its raw ticks, an hour from
-//! its minutes), never incremented, which is what makes it exact under redelivery (see the tick
-//! store in `wtc-aws`).
+//! Every sum is *recomputed* from what is stored below it (a minute from its ledger of distinct
+//! ticks, an hour from its minutes), never incremented, which is what makes it exact under
+//! redelivery (see the tick store in `wtc-aws`).
 
 use crate::tick::Tick;
 use crate::time::Timestamp;
@@ -13,16 +13,17 @@ use std::collections::BTreeMap;
 
 const MICROS_PER_MINUTE: i64 = 60_000_000;
 
-/// The sum and count of the mid prices of a set of ticks.
+/// The sum and count of the mid prices of a set of ticks. The sum is 128-bit: a mid is below
+/// 2^63 nano-units (`MAX_PRICE`), so no realistic count of them overflows it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MidSum {
-    pub mid_sum_nanos: i64,
+    pub mid_sum_nanos: i128,
     pub ticks: u64,
 }
 
 impl MidSum {
     pub fn add_mid(&mut self, mid_nanos: i64) {
-        self.mid_sum_nanos += mid_nanos;
+        self.mid_sum_nanos += i128::from(mid_nanos);
         self.ticks += 1;
     }
 
@@ -42,8 +43,8 @@ pub fn minute_start(t: Timestamp) -> Timestamp {
     Timestamp::from_micros(t.micros().div_euclid(MICROS_PER_MINUTE) * MICROS_PER_MINUTE)
 }
 
-/// Raw ticks are partitioned by pair and hour: `MRVZAR#2024-01-01 13`. This keeps a partition's
-/// items to one hour of one pair, so recomputing a minute reads a small, bounded item collection.
+/// Raw ticks are partitioned by pair and hour: `MRVZAR#2024-01-01 13`, so no partition key grows
+/// without bound or takes a whole pair's write rate for ever.
 pub fn tick_partition_key(pair: &str, t: Timestamp) -> String {
     format!("{pair}#{}", &t.to_seconds_string()[..13])
 }

@@ -11,6 +11,9 @@ use std::borrow::Cow;
 /// The longest symbol accepted (Yahoo symbols such as `HDFCBANK.NS` or `EURUSD=X` are far shorter).
 pub const MAX_SYMBOL_LEN: usize = 32;
 
+/// The largest price accepted. Mids are summed in 1e-9 units, so this keeps a mid below 2^63.
+pub const MAX_PRICE: f64 = 1e9;
+
 /// A validated tick: a bid/ask quote of one symbol at one instant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tick {
@@ -19,13 +22,6 @@ pub struct Tick {
     pub bid: f64,
     pub ask: f64,
     pub spread: f64,
-}
-
-/// A tick's identity (DESIGN §6): the same symbol at the same instant is the same tick.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TickId {
-    pub pair: String,
-    pub timestamp: Timestamp,
 }
 
 /// Why a tick was rejected. The `Display` text is what the dead-letter destination records.
@@ -55,6 +51,8 @@ pub enum TickRejection {
     NotFinite { field: &'static str, text: String },
     #[error("field `{field}` must be positive, found {value}")]
     NonPositivePrice { field: &'static str, value: f64 },
+    #[error("field `{field}` must be at most {MAX_PRICE}, found {value}")]
+    PriceTooLarge { field: &'static str, value: f64 },
     #[error("ask_price {ask} is below bid_price {bid}")]
     AskBelowBid { bid: f64, ask: f64 },
     #[error("field `spread` must not be negative, found {0}")]
@@ -115,6 +113,11 @@ impl Tick {
                 value: ask,
             });
         }
+        for (field, value) in [(FIELDS[2], bid), (FIELDS[3], ask)] {
+            if value > MAX_PRICE {
+                return Err(TickRejection::PriceTooLarge { field, value });
+            }
+        }
         if ask < bid {
             return Err(TickRejection::AskBelowBid { bid, ask });
         }
@@ -128,13 +131,6 @@ impl Tick {
             ask,
             spread,
         })
-    }
-
-    pub fn id(&self) -> TickId {
-        TickId {
-            pair: self.pair.clone(),
-            timestamp: self.timestamp,
-        }
     }
 
     /// The value in the wire format, fields in the reference generator's order.
@@ -251,6 +247,10 @@ mod tests {
         assert_eq!(
             reject(&GOOD.replace("1.7598", "0")),
             "field `ask_price` must be positive, found 0"
+        );
+        assert_eq!(
+            reject(&GOOD.replace("1.7598", "1e10")),
+            "field `ask_price` must be at most 1000000000, found 10000000000"
         );
         assert_eq!(
             reject(&GOOD.replace("1.7598", "1.5")),

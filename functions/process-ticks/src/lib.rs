@@ -1,14 +1,14 @@
 //! process-ticks: decode a batch of ticks, store each distinct tick once, report what was rejected.
 //!
 //! The handler takes a Kafka event (MSK or self-managed) or a Kinesis event. Valid ticks go to the
-//! tick store (raw item plus hourly mid sum, exactly once, see `wtc_aws::ticks`). Rejected records go
-//! to the dead-letter queue with their reason and position and never hold back the valid ones.
-//! Ticks that could not be written after retries fail the batch: a Kafka batch is retried whole;
-//! a Kinesis batch reports them as batch item failures so only they (and what follows) come again.
+//! tick store first (raw items and mid-price sums, exactly once, see `wtc_aws::ticks`); rejected
+//! records then go to the dead-letter queue with their reason and position, so a reject never holds
+//! back the valid records of its batch. What could not be done after retries (a write, a dead
+//! letter) fails the batch: a Kafka batch is retried whole, which the store makes safe; a Kinesis
+//! batch reports those records as batch item failures, so only they (and what follows) come again.
 
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
-use wtc_aws::dead_letters::DeadLetterError;
 use wtc_aws::{DeadLetterQueue, TickStore, required_env};
 use wtc_core::event::{BatchItemFailure, BatchItemFailures};
 use wtc_core::{DeadLetter, SourceEvent, Tick};
@@ -23,29 +23,29 @@ pub struct BatchReport {
     pub stored: usize,
     pub duplicates: usize,
     pub rejected: usize,
+    /// Records to be delivered again: writes or dead letters that failed after retries.
     pub failed: usize,
 }
 
-/// The handler's answer: the report, and for Kinesis the records to be delivered again.
+/// The outcome of one batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchResult {
     pub report: BatchReport,
-    pub item_failures: Option<BatchItemFailures>,
     pub latency_ms: f64,
+    /// For Kinesis: sequence numbers of the records to deliver again. `None` for Kafka.
+    pub item_failures: Option<BatchItemFailures>,
+    /// The first failure's reason, when anything failed.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ProcessTicksError {
-    #[error(
-        "{failed} of {records} ticks could not be stored after retries ({first}); the batch will be retried"
-    )]
-    WritesFailed {
-        failed: usize,
-        records: usize,
-        first: String,
-    },
-    #[error(transparent)]
-    DeadLetters(#[from] DeadLetterError),
+#[error(
+    "{failed} of {records} records could not be processed after retries ({reason}); the batch will be retried"
+)]
+pub struct BatchFailed {
+    pub failed: usize,
+    pub records: usize,
+    pub reason: String,
 }
 
 /// The function's long-lived parts, built once per cold start.
@@ -75,14 +75,15 @@ impl ProcessTicks {
         })
     }
 
-    /// Decodes the batch, stores it, sends rejects to the dead-letter queue.
-    pub async fn handle(&self, event: &SourceEvent) -> Result<BatchResult, ProcessTicksError> {
+    /// Decodes the batch, stores the valid ticks, sends the rejects to the dead-letter queue.
+    pub async fn handle(&self, event: &SourceEvent) -> BatchResult {
         let started = Instant::now();
         let records = event.records();
         let mut ticks: Vec<Tick> = Vec::with_capacity(records.len());
         let mut sources: Vec<String> = Vec::with_capacity(records.len());
         let mut origin: Vec<usize> = Vec::with_capacity(records.len());
         let mut letters = Vec::new();
+        let mut rejected_origin = Vec::new();
         let mut buf = Vec::with_capacity(256);
         for (i, record) in records.iter().enumerate() {
             let decoded = match record.payload(&mut buf) {
@@ -96,58 +97,63 @@ impl ProcessTicks {
                     origin.push(i);
                 }
                 Err((payload, reason)) => {
-                    letters.push(DeadLetter::new(FUNCTION, record, payload, reason))
+                    letters.push(DeadLetter::new(FUNCTION, record, payload, reason));
+                    rejected_origin.push(i);
                 }
             }
         }
-        if !letters.is_empty() {
-            self.dead_letters.send(&letters).await?;
-        }
+
         let outcome = self.store.write(&ticks, &sources).await;
-        let report = BatchReport {
-            records: records.len(),
-            stored: outcome.stored,
-            duplicates: outcome.duplicates,
-            rejected: letters.len(),
-            failed: outcome.failed.len(),
-        };
-        let item_failures = if event.is_kinesis() {
-            let mut failed: Vec<usize> = outcome.failed.iter().map(|(i, _)| origin[*i]).collect();
-            failed.sort_unstable();
-            Some(BatchItemFailures {
-                batch_item_failures: failed
-                    .into_iter()
-                    .filter_map(|i| records[i].sequence_number())
-                    .map(|s| BatchItemFailure {
-                        item_identifier: s.to_owned(),
-                    })
-                    .collect(),
-            })
-        } else if let Some((_, first)) = outcome.failed.first() {
-            return Err(ProcessTicksError::WritesFailed {
-                failed: outcome.failed.len(),
+        let mut retry: Vec<usize> = outcome.failed.iter().map(|(i, _)| origin[*i]).collect();
+        let mut error = outcome.failed.first().map(|(_, e)| e.clone());
+        if !letters.is_empty()
+            && let Err(e) = self.dead_letters.send(&letters).await
+        {
+            retry.extend(&rejected_origin);
+            error.get_or_insert(e.to_string());
+        }
+        retry.sort_unstable();
+        retry.dedup();
+
+        let item_failures = event.is_kinesis().then(|| BatchItemFailures {
+            batch_item_failures: retry
+                .iter()
+                .filter_map(|&i| records[i].sequence_number())
+                .map(|s| BatchItemFailure {
+                    item_identifier: s.to_owned(),
+                })
+                .collect(),
+        });
+        BatchResult {
+            report: BatchReport {
                 records: records.len(),
-                first: first.clone(),
-            });
-        } else {
-            None
-        };
-        Ok(BatchResult {
-            report,
-            item_failures,
+                stored: outcome.stored,
+                duplicates: outcome.duplicates,
+                rejected: letters.len(),
+                failed: retry.len(),
+            },
             latency_ms: started.elapsed().as_secs_f64() * 1e3,
-        })
+            item_failures,
+            error,
+        }
     }
 }
 
 impl BatchResult {
-    /// The Lambda response: `{"batchItemFailures": [...]}` for Kinesis, the report for Kafka.
-    pub fn response(&self) -> serde_json::Value {
-        match &self.item_failures {
-            Some(f) => serde_json::to_value(f),
-            None => serde_json::to_value(&self.report),
+    /// The Lambda response: `{"batchItemFailures": [...]}` for Kinesis, the report for Kafka, or
+    /// an error (so the whole batch is retried) when a Kafka batch had failures.
+    pub fn response(&self) -> Result<serde_json::Value, BatchFailed> {
+        if let Some(failures) = &self.item_failures {
+            return Ok(serde_json::to_value(failures).unwrap_or_default());
         }
-        .unwrap_or_default()
+        match &self.error {
+            Some(reason) if self.report.failed > 0 => Err(BatchFailed {
+                failed: self.report.failed,
+                records: self.report.records,
+                reason: reason.clone(),
+            }),
+            _ => Ok(serde_json::to_value(&self.report).unwrap_or_default()),
+        }
     }
 
     /// The batch's metrics as one CloudWatch Embedded Metric Format line.
@@ -161,7 +167,7 @@ impl BatchResult {
                 ("TicksStored", r.stored as f64),
                 ("Duplicates", r.duplicates as f64),
                 ("Rejected", r.rejected as f64),
-                ("WriteFailures", r.failed as f64),
+                ("Failed", r.failed as f64),
                 ("BatchLatencyMs", self.latency_ms),
             ],
         )

@@ -9,12 +9,13 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<SourceEvent>| {
         let function = &function;
         async move {
-            let result = function.handle(&event.payload).await?;
+            let result = function.handle(&event.payload).await;
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
+            // Metrics first, so a failed batch is counted too.
             println!("{}", result.metrics_line(now_ms));
-            Ok::<_, Error>(result.response())
+            Ok::<_, Error>(result.response()?)
         }
     }))
     .await
