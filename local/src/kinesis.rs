@@ -2,7 +2,7 @@
 //! event-source mapping (events built as AWS builds them, `ReportBatchItemFailures` honoured: a
 //! batch resumes from the first failed record, as the mapping's checkpoint does).
 
-use crate::poller::Invoker;
+use crate::poller::{Invoker, dead_letter_batch};
 use crate::progress::Progress;
 use anyhow::{Context, Result};
 use aws_sdk_kinesis::error::DisplayErrorContext;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use wtc_aws::retry::{Attempt, classify};
 use wtc_aws::{DeadLetterQueue, RetryPolicy};
 use wtc_core::event::{KinesisEvent, KinesisEventRecord};
-use wtc_core::{DeadLetter, SourceEvent, Tick};
+use wtc_core::{SourceEvent, Tick};
 
 /// PutRecords takes at most 500 records a call.
 const PUT_RECORDS_LIMIT: usize = 500;
@@ -238,14 +238,7 @@ impl KinesisPoller {
             if attempt > self.options.maximum_retry_attempts {
                 let reason = format!("records failed after {attempt} attempts");
                 let event = SourceEvent::Kinesis(KinesisEvent { records });
-                let letters: Vec<DeadLetter> = event
-                    .records()
-                    .iter()
-                    .map(|r| DeadLetter::new("event-source-poller", r, None, reason.clone()))
-                    .collect();
-                self.dead_letters.send(&letters).await?;
-                Progress::add(&progress.processed, letters.len() as u64);
-                Progress::add(&progress.failed, letters.len() as u64);
+                dead_letter_batch(&self.dead_letters, &event, &reason, progress).await?;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;

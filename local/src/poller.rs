@@ -248,14 +248,7 @@ impl KafkaPoller {
                         "{reason}; sending its {} records to the dead-letter queue",
                         batch.len()
                     );
-                    let letters: Vec<DeadLetter> = event
-                        .records()
-                        .iter()
-                        .map(|r| DeadLetter::new("event-source-poller", r, None, reason.clone()))
-                        .collect();
-                    self.dead_letters.send(&letters).await?;
-                    Progress::add(&progress.processed, batch.len() as u64);
-                    Progress::add(&progress.failed, batch.len() as u64);
+                    dead_letter_batch(&self.dead_letters, &event, &reason, progress).await?;
                     return Ok(());
                 }
             }
@@ -310,6 +303,25 @@ fn to_record(m: &BorrowedMessage<'_>) -> KafkaRecord {
         value: m.payload().map(encode_base64),
         headers,
     }
+}
+
+/// Sends the records of a batch that failed every retry to the dead-letter queue, as an
+/// event-source mapping's on-failure destination receives them, and counts them as processed.
+pub async fn dead_letter_batch(
+    dead_letters: &DeadLetterQueue,
+    event: &SourceEvent,
+    reason: &str,
+    progress: &Progress,
+) -> Result<()> {
+    let letters: Vec<DeadLetter> = event
+        .records()
+        .iter()
+        .map(|r| DeadLetter::new("event-source-poller", r, None, reason.to_owned()))
+        .collect();
+    dead_letters.send(&letters).await?;
+    Progress::add(&progress.processed, letters.len() as u64);
+    Progress::add(&progress.failed, letters.len() as u64);
+    Ok(())
 }
 
 /// A self-managed Kafka event, as the event-source mapping would deliver these records.

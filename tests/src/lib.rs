@@ -102,30 +102,16 @@ impl Harness {
             invoker,
             self.function.dead_letters.clone(),
         )?;
-        let progress = Arc::new(Progress::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let task = {
-            let (progress, stop) = (progress.clone(), stop.clone());
-            tokio::spawn(async move { poller.run(&progress, &stop).await })
-        };
-        let started = Instant::now();
-        while progress.snapshot().processed < expected {
-            if task.is_finished() || started.elapsed() > within {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        stop.store(true, Ordering::Relaxed);
-        task.await.context("poller panicked")??;
-        let processed = progress.snapshot().processed;
-        if processed < expected {
-            bail!("only {processed} of {expected} records processed within {within:?}");
-        }
-        Ok(progress)
+        run_until(
+            move |p, s| async move { poller.run(&p, &s).await },
+            expected,
+            within,
+        )
+        .await
     }
 
     /// Consumes the tick stream with the Kinesis poller until `expected` records are processed
-    /// (or sent to the dead-letter queue); fails after `within`.
+    /// (dead-lettered ones included); fails after `within`.
     pub async fn poll_kinesis_until(
         &self,
         invoker: Invoker,
@@ -142,29 +128,12 @@ impl Harness {
             invoker,
             self.function.dead_letters.clone(),
         );
-        let progress = Arc::new(Progress::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let task = {
-            let (progress, stop) = (progress.clone(), stop.clone());
-            tokio::spawn(async move { poller.run(&progress, &stop).await })
-        };
-        let started = Instant::now();
-        let done = |p: &Progress| {
-            let s = p.snapshot();
-            s.processed + s.failed >= expected
-        };
-        while !done(&progress) && !task.is_finished() && started.elapsed() < within {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        stop.store(true, Ordering::Relaxed);
-        task.await.context("poller panicked")??;
-        if !done(&progress) {
-            bail!(
-                "only {:?} of {expected} records handled within {within:?}",
-                progress.snapshot()
-            );
-        }
-        Ok(progress)
+        run_until(
+            move |p, s| async move { poller.run(&p, &s).await },
+            expected,
+            within,
+        )
+        .await
     }
 
     /// Every raw tick item: (pair_name, ts) -> (bid, ask, spread) as stored number text.
@@ -193,8 +162,11 @@ impl Harness {
             if s(&item, "bucket")?.starts_with("L#") {
                 continue;
             }
+            // Minute sums are partitioned by pair and hour (`MRVZAR#2024-01-01 13`): key by pair.
+            let partition = s(&item, "pair")?;
+            let pair = partition.split('#').next().unwrap_or_default().to_owned();
             out.insert(
-                (s(&item, "pair")?, s(&item, "bucket")?),
+                (pair, s(&item, "bucket")?),
                 (
                     n(&item, "mid_sum_nanos")?.parse()?,
                     n(&item, "ticks")?.parse()?,
@@ -251,6 +223,35 @@ impl Harness {
             }
         }
     }
+}
+
+/// Runs a poller until `expected` records are processed (dead-lettered ones included) or `within`
+/// passes, then stops it.
+async fn run_until<F>(
+    poll: impl FnOnce(Arc<Progress>, Arc<AtomicBool>) -> F,
+    expected: u64,
+    within: Duration,
+) -> Result<Arc<Progress>>
+where
+    F: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let progress = Arc::new(Progress::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn(poll(progress.clone(), stop.clone()));
+    let started = Instant::now();
+    while progress.snapshot().processed < expected
+        && !task.is_finished()
+        && started.elapsed() < within
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    task.await.context("poller panicked")??;
+    let processed = progress.snapshot().processed;
+    if processed < expected {
+        bail!("only {processed} of {expected} records processed within {within:?}");
+    }
+    Ok(progress)
 }
 
 fn s(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String> {

@@ -9,10 +9,11 @@
 //! set with one entry per tick (its microseconds into the minute and its mid). A batch `ADD`s its
 //! ticks' entries in one `UpdateItem` per minute: a set union, so an entry added again changes
 //! nothing and the ledger holds each distinct tick once, and the update returns the whole ledger as
-//! it stands after it. The minute's sum is computed from that ledger, then each hour's from its minute sums
-//! (a small `Query`), and each sum is written only if it counts more ticks than the stored one. The
-//! ledger only grows, so a larger count is a newer view: a writer with a stale view is refused, and
-//! the writer whose update came last sees every earlier one. A redelivered batch, a retry with
+//! it stands after it. The minute's sum is computed from that ledger, then each hour's from its
+//! minute sums (a small `Query`: minute sums are partitioned by pair and hour, so it reads just that
+//! hour's), and each sum is written only if it stands on more ledger entries than the stored one.
+//! Ledgers only grow, so more entries is a newer view: a writer with a stale view is refused, and the
+//! writer whose update came last sees every earlier one. A redelivered batch, a retry with
 //! other boundaries, a producer's resend, or a crash between any two writes therefore leaves raw
 //! items and sums exactly as one pass over the distinct ticks would.
 //!
@@ -24,8 +25,8 @@
 //!   tick (transactions cost double), conflicts whenever two partitions touch the same hour, and
 //!   moto (the local emulator) copies whole tables on every transaction;
 //! - recomputing each minute by querying its raw ticks: exact, ~1.02 WCU, but a strongly
-//!   consistent read of the minute's ticks per batch, and moto answers a query by scanning the
-//!   whole table, so a long local run slows down quadratically;
+//!   consistent read of the minute's ticks per batch, and moto answers a query by walking the
+//!   whole table, so a long local run slows down as it grows;
 //! - a ledger with an attribute per tick, `SET` one by one: the same cost as this, but moto parses
 //!   an update expression at over a millisecond per clause, which caps a local run near 750 ticks/s;
 //! - the ledger as a set (this): 1 WCU per raw tick, plus per (pair, minute) in a batch one ledger
@@ -47,7 +48,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wtc_core::Tick;
-use wtc_core::rates::{MidSum, by_minute, hour_bucket, minute_bucket, tick_partition_key};
+use wtc_core::rates::{MidSum, by_minute, hour_bucket, minute_bucket, pair_hour_key};
 use wtc_core::time::Timestamp;
 
 /// DynamoDB's limit on the requests of one `BatchWriteItem` call.
@@ -248,18 +249,20 @@ impl TickStore {
                 let result = match self.add_to_ledger(ticks, &members, minute).await {
                     Ok(ledger) => {
                         let pair = &ticks[members[0]].pair;
-                        self.put_sum(pair, minute_bucket(minute), minute, ledger)
-                            .await
+                        self.put_sum(
+                            &pair_hour_key(pair, minute),
+                            minute_bucket(minute),
+                            minute,
+                            ledger,
+                        )
+                        .await
                     }
                     Err(e) => Err(e),
                 };
                 (members, result)
             })
             .collect();
-        let results: Vec<(Vec<usize>, Result<u64, String>)> = futures::stream::iter(jobs)
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+        let results = concurrently(jobs).await;
         let mut added = 0;
         let mut hours = Hours::new();
         let mut failed = Failed::new();
@@ -291,10 +294,7 @@ impl TickStore {
                 (members, result)
             })
             .collect();
-        let results: Vec<(Vec<usize>, Result<u64, String>)> = futures::stream::iter(jobs)
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+        let results = concurrently(jobs).await;
         results
             .into_iter()
             .filter_map(|(members, result)| result.err().map(|e| (members, e)))
@@ -364,7 +364,10 @@ impl TickStore {
                     .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
                     .expression_attribute_names("#pk", "pair")
                     .expression_attribute_names("#sk", "bucket")
-                    .expression_attribute_values(":pk", AttributeValue::S(pair.to_owned()))
+                    .expression_attribute_values(
+                        ":pk",
+                        AttributeValue::S(pair_hour_key(pair, hour)),
+                    )
                     .expression_attribute_values(":from", AttributeValue::S(first.clone()))
                     .expression_attribute_values(":to", AttributeValue::S(last.clone()))
                     .set_exclusive_start_key(start.clone())
@@ -397,11 +400,12 @@ impl TickStore {
         }
     }
 
-    /// Writes a sum unless the stored one stands on as many ledger entries or more.
+    /// Writes a sum unless the stored one stands on as many ledger entries or more. `partition`
+    /// is the pair for hour sums and the pair and hour (`pair_hour_key`) for minute sums.
     /// Returns how many ticks the stored sum grew by.
     async fn put_sum(
         &self,
-        pair: &str,
+        partition: &str,
         bucket: String,
         start: Timestamp,
         v: Versioned,
@@ -416,7 +420,7 @@ impl TickStore {
                 .client
                 .put_item()
                 .table_name(&self.rates_table)
-                .item("pair", AttributeValue::S(pair.to_owned()))
+                .item("pair", AttributeValue::S(partition.to_owned()))
                 .item("bucket", AttributeValue::S(bucket.clone()))
                 .item("start", AttributeValue::S(start.to_seconds_string()))
                 .item(
@@ -449,19 +453,26 @@ impl TickStore {
                 Err(e) => backoff
                     .after(classify(e))
                     .await
-                    .map_err(|e| format!("writing sum {pair} {bucket}: {e}"))?,
+                    .map_err(|e| format!("writing sum {partition} {bucket}: {e}"))?,
             }
         }
     }
 }
 
+/// Runs per-group jobs, `CONCURRENCY` at a time: each gives its group's ticks and its result.
+async fn concurrently(
+    jobs: Vec<impl std::future::Future<Output = (Vec<usize>, Result<u64, String>)>>,
+) -> Vec<(Vec<usize>, Result<u64, String>)> {
+    futures::stream::iter(jobs)
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await
+}
+
 /// A raw tick item: the tick as received, and where it came from.
 fn raw_item(t: &Tick, source: &str) -> Result<WriteRequest, String> {
     let put = PutRequest::builder()
-        .item(
-            "pk",
-            AttributeValue::S(tick_partition_key(&t.pair, t.timestamp)),
-        )
+        .item("pk", AttributeValue::S(pair_hour_key(&t.pair, t.timestamp)))
         .item("ts", AttributeValue::S(t.timestamp.to_wtc_string()))
         .item("pair_name", AttributeValue::S(t.pair.clone()))
         .item("bid_price", AttributeValue::N(t.bid.to_string()))

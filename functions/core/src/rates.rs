@@ -43,9 +43,10 @@ pub fn minute_start(t: Timestamp) -> Timestamp {
     Timestamp::from_micros(t.micros().div_euclid(MICROS_PER_MINUTE) * MICROS_PER_MINUTE)
 }
 
-/// Raw ticks are partitioned by pair and hour: `MRVZAR#2024-01-01 13`, so no partition key grows
-/// without bound or takes a whole pair's write rate for ever.
-pub fn tick_partition_key(pair: &str, t: Timestamp) -> String {
+/// A pair and an hour, `MRVZAR#2024-01-01 13`: the partition key of raw ticks and of minute sums,
+/// so no partition grows without bound or takes a pair's whole write rate, and an hour's minute
+/// sums are read by a query of exactly that hour's partition.
+pub fn pair_hour_key(pair: &str, t: Timestamp) -> String {
     format!("{pair}#{}", &t.to_seconds_string()[..13])
 }
 
@@ -84,7 +85,7 @@ mod tests {
     #[test]
     fn keys_sort_in_time_order_within_their_kind() {
         let t = Timestamp::parse("2024-01-01 13:05:59.999999").unwrap();
-        assert_eq!(tick_partition_key("MRVZAR", t), "MRVZAR#2024-01-01 13");
+        assert_eq!(pair_hour_key("MRVZAR", t), "MRVZAR#2024-01-01 13");
         assert_eq!(minute_bucket(t), "M#2024-01-01 13:05");
         assert_eq!(hour_bucket(t), "H#2024-01-01 13");
         assert_eq!(minute_start(t).to_string(), "2024-01-01 13:05:00.000000");
