@@ -2,6 +2,7 @@
 
 pub mod dead_letter;
 pub mod event;
+pub mod indicators;
 pub mod json;
 pub mod metrics;
 pub mod rates;
