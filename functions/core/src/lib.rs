@@ -1,5 +1,6 @@
 //! Domain logic of the streaming platform: pure and synchronous, no I/O.
 
+pub mod candles;
 pub mod dead_letter;
 pub mod event;
 pub mod indicators;

@@ -9,8 +9,11 @@ const MICROS_PER_SECOND: i64 = 1_000_000;
 const MICROS_PER_HOUR: i64 = 3_600 * MICROS_PER_SECOND;
 const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 
-/// A UTC instant, in microseconds since 1970-01-01 00:00:00.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A UTC instant, in microseconds since 1970-01-01 00:00:00 (serialised as that number).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Timestamp(i64);
 
 /// Why a timestamp text was not accepted.
