@@ -168,21 +168,12 @@ impl KafkaPoller {
     /// Polls until `stop` is set, one batch at a time.
     pub async fn run(&self, progress: &Progress, stop: &AtomicBool) -> Result<()> {
         while !stop.load(Ordering::Relaxed) {
-            let t0 = Instant::now();
             let batch = self.next_batch(stop).await?;
             if batch.is_empty() {
                 continue;
             }
-            let t1 = Instant::now();
             self.deliver(&batch, progress).await?;
-            let t2 = Instant::now();
             self.commit(&batch)?;
-            tracing::debug!(
-                "fetch {:?} deliver {:?} commit {:?}",
-                t1 - t0,
-                t2 - t1,
-                t2.elapsed()
-            );
         }
         Ok(())
     }

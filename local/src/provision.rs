@@ -33,20 +33,6 @@ impl Default for Names {
     }
 }
 
-impl Names {
-    /// Names with a suffix, so tests sharing an endpoint do not see each other's data.
-    pub fn suffixed(suffix: &str) -> Self {
-        let d = Self::default();
-        Self {
-            tick_topic: format!("{}-{suffix}", d.tick_topic),
-            tick_stream: format!("{}-{suffix}", d.tick_stream),
-            ticks_table: format!("{}-{suffix}", d.ticks_table),
-            rates_table: format!("{}-{suffix}", d.rates_table),
-            dead_letter_queue: format!("{}-{suffix}", d.dead_letter_queue),
-        }
-    }
-}
-
 /// What provisioning returns that names alone do not say.
 #[derive(Debug, Clone)]
 pub struct Provisioned {

@@ -34,14 +34,6 @@ impl Interval {
     pub fn bucket(self, t: Timestamp) -> Timestamp {
         Timestamp::from_micros(t.micros().div_euclid(self.micros()) * self.micros())
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Interval::M1 => "M1",
-            Interval::M30 => "M30",
-            Interval::H1 => "H1",
-        }
-    }
 }
 
 /// One candle. `open_at`/`close_at` are the timestamps its open and close came from.
