@@ -6,7 +6,7 @@
 //! is the store's job, as for the mid sums: counts and sums are kept over distinct ticks.)
 //! M30 and H1 roll up from M1 candles with the same merge.
 
-use crate::tick::Tick;
+use crate::tick::{Tick, nanos_to_price};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -70,7 +70,21 @@ impl Candle {
 
     /// A candle from one tick's mid price.
     pub fn from_tick(interval: Interval, tick: &Tick) -> Self {
-        Self::point(interval, tick.timestamp, (tick.bid + tick.ask) / 2.0, 0.0)
+        Self::point(interval, tick.timestamp, tick.mid(), 0.0)
+    }
+
+    /// The M1 candle of the ticks of one minute, given as (timestamp, mid in nano-units): what a
+    /// store rebuilds from its record of the minute's distinct ticks. `None` when there are none.
+    pub fn from_mids(mids: impl IntoIterator<Item = (Timestamp, i64)>) -> Option<Candle> {
+        let mut candle: Option<Candle> = None;
+        for (at, mid) in mids {
+            let point = Candle::point(Interval::M1, at, nanos_to_price(mid), 0.0);
+            match &mut candle {
+                Some(c) => c.merge(&point),
+                None => candle = Some(point),
+            }
+        }
+        candle
     }
 
     /// Merges another candle of the same bucket (or a finer one inside it, when rolling up).
@@ -193,13 +207,30 @@ mod tests {
         let minute: Vec<f64> = ticks
             .iter()
             .filter(|t| t.pair == "MRVZAR" && Interval::M1.bucket(t.timestamp) == *start)
-            .map(|t| (t.bid + t.ask) / 2.0)
+            .map(Tick::mid)
             .collect();
         assert_eq!(c.open, minute[0]);
         assert_eq!(c.close, *minute.last().unwrap());
         assert_eq!(c.high, minute.iter().cloned().fold(f64::MIN, f64::max));
         assert_eq!(c.low, minute.iter().cloned().fold(f64::MAX, f64::min));
         assert_eq!(c.ticks, minute.len() as u64);
+    }
+
+    #[test]
+    fn a_candle_from_stored_mids_equals_the_one_from_ticks() {
+        let ticks: Vec<Tick> = ForexSimulator::new(5).take(300).collect();
+        let minute = Interval::M1.bucket(ticks[0].timestamp);
+        let of_minute: Vec<&Tick> = ticks
+            .iter()
+            .filter(|t| t.pair == "WAKMRV" && Interval::M1.bucket(t.timestamp) == minute)
+            .collect();
+        let mut from_ticks = Candle::from_tick(Interval::M1, of_minute[0]);
+        of_minute[1..]
+            .iter()
+            .for_each(|t| from_ticks.merge(&Candle::from_tick(Interval::M1, t)));
+        let stored = of_minute.iter().rev().map(|t| (t.timestamp, t.mid_nanos()));
+        assert_eq!(Candle::from_mids(stored), Some(from_ticks));
+        assert_eq!(Candle::from_mids([]), None);
     }
 
     #[test]

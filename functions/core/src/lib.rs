@@ -6,6 +6,7 @@ pub mod event;
 pub mod indicators;
 pub mod json;
 pub mod metrics;
+pub mod quotes;
 pub mod rates;
 pub mod simulate;
 pub mod tick;

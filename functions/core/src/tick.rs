@@ -152,6 +152,17 @@ impl Tick {
     pub fn mid_nanos(&self) -> i64 {
         (price_e8(self.bid) + price_e8(self.ask)) * 5
     }
+
+    /// The mid price candles and indicators use: `mid_nanos` as a float, so a candle built from
+    /// stored integer mids and one built from ticks agree to the bit.
+    pub fn mid(&self) -> f64 {
+        nanos_to_price(self.mid_nanos())
+    }
+}
+
+/// A price in nano-units back as a float (the nearest double to the decimal value).
+pub fn nanos_to_price(nanos: i64) -> f64 {
+    nanos as f64 / 1e9
 }
 
 /// A price in units of 1e-8, rounded to the nearest unit.
