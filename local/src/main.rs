@@ -5,12 +5,12 @@ use clap::{Args, Parser, Subcommand};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use wtc_aws::{DeadLetterQueue, TickStore};
+
 use wtc_core::simulate::{FULL_RUN_TICKS, ForexSimulator};
 use wtc_local::generator::{produce_ticks, tick_producer};
 use wtc_local::poller::{Invoker, KafkaPoller, PollerOptions};
 use wtc_local::progress::{Progress, report_every, thousands};
-use wtc_local::provision::{Names, provision_ticks};
+use wtc_local::provision::{Names, process_ticks, provision_ticks};
 use wtc_local::stack::{LocalStack, StackOptions};
 
 #[derive(Parser)]
@@ -147,24 +147,15 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
         provisioned.dead_letter_queue_url
     );
 
-    let dead_letters = DeadLetterQueue::new(
-        aws_sdk_sqs::Client::new(&sdk),
-        provisioned.dead_letter_queue_url.clone(),
-    );
-    let store = TickStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        names.ticks_table.clone(),
-        names.rates_table.clone(),
-    );
+    let function = process_ticks(&sdk, &names, &provisioned);
+    let dead_letters = function.dead_letters.clone();
+    let store = function.store.clone();
     let invoker = match &args.invoke_url {
         Some(url) => {
             println!("invoking process-ticks over HTTP at {url}");
             Invoker::http(url, process_ticks::FUNCTION)
         }
-        None => Invoker::InProcess(Arc::new(process_ticks::ProcessTicks {
-            store: store.clone(),
-            dead_letters: dead_letters.clone(),
-        })),
+        None => Invoker::InProcess(Arc::new(function.clone())),
     };
     let poller = KafkaPoller::new(
         PollerOptions {

@@ -6,7 +6,10 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
-use wtc_aws::schema::{RATES, TICKS, ensure_queue, ensure_table};
+use wtc_aws::schema::{
+    CANDLES, INDICATOR_STATE, RATES, TICKS, TableKeys, ensure_queue, ensure_table,
+};
+use wtc_aws::{CandleStore, DeadLetterQueue, TickStore};
 
 /// The curriculum creates `tick-data` with 12 partitions.
 pub const TICK_PARTITIONS: i32 = 12;
@@ -18,6 +21,8 @@ pub struct Names {
     pub tick_stream: String,
     pub ticks_table: String,
     pub rates_table: String,
+    pub candles_table: String,
+    pub indicator_state_table: String,
     pub dead_letter_queue: String,
 }
 
@@ -28,6 +33,8 @@ impl Default for Names {
             tick_stream: "wtc-ticks".into(),
             ticks_table: "wtc-ticks".into(),
             rates_table: "wtc-rates".into(),
+            candles_table: "wtc-candles".into(),
+            indicator_state_table: "wtc-indicator-state".into(),
             dead_letter_queue: "wtc-dead-letters".into(),
         }
     }
@@ -65,12 +72,17 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result
 pub async fn provision_ticks(brokers: &str, sdk: &SdkConfig, names: &Names) -> Result<Provisioned> {
     create_topic(brokers, &names.tick_topic, TICK_PARTITIONS).await?;
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
-    ensure_table(&dynamo, &names.ticks_table, TICKS)
-        .await
-        .with_context(|| format!("creating table {}", names.ticks_table))?;
-    ensure_table(&dynamo, &names.rates_table, RATES)
-        .await
-        .with_context(|| format!("creating table {}", names.rates_table))?;
+    let tables: [(&str, TableKeys); 4] = [
+        (&names.ticks_table, TICKS),
+        (&names.rates_table, RATES),
+        (&names.candles_table, CANDLES),
+        (&names.indicator_state_table, INDICATOR_STATE),
+    ];
+    for (table, keys) in tables {
+        ensure_table(&dynamo, table, keys)
+            .await
+            .with_context(|| format!("creating table {table}"))?;
+    }
     let kinesis = aws_sdk_kinesis::Client::new(sdk);
     if let Err(e) = kinesis
         .create_stream()
@@ -91,4 +103,29 @@ pub async fn provision_ticks(brokers: &str, sdk: &SdkConfig, names: &Names) -> R
     Ok(Provisioned {
         dead_letter_queue_url,
     })
+}
+
+/// process-ticks wired to the provisioned resources, to run in this process.
+pub fn process_ticks(
+    sdk: &SdkConfig,
+    names: &Names,
+    provisioned: &Provisioned,
+) -> process_ticks::ProcessTicks {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    process_ticks::ProcessTicks {
+        store: TickStore::new(
+            dynamo.clone(),
+            names.ticks_table.clone(),
+            names.rates_table.clone(),
+        ),
+        candles: CandleStore::new(
+            dynamo,
+            names.candles_table.clone(),
+            names.indicator_state_table.clone(),
+        ),
+        dead_letters: DeadLetterQueue::new(
+            aws_sdk_sqs::Client::new(sdk),
+            provisioned.dead_letter_queue_url.clone(),
+        ),
+    }
 }

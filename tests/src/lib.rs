@@ -8,13 +8,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use wtc_aws::{DeadLetterQueue, TickStore};
 use wtc_core::event::{KafkaEvent, KafkaRecord, SELF_MANAGED_KAFKA_EVENT_SOURCE, encode_base64};
+use wtc_aws::candles::{StoredCandle, series_key};
+use wtc_core::candles::{Candle, CandleFold, Interval};
+use wtc_core::indicators::{IndicatorSet, IndicatorValues, Ohlc, Price};
+use wtc_core::time::Timestamp;
 use wtc_core::{DeadLetter, SourceEvent, Tick};
 use wtc_local::kinesis::{KinesisPoller, KinesisPollerOptions};
 use wtc_local::poller::{Invoker, KafkaPoller, PollerOptions};
 use wtc_local::progress::Progress;
-use wtc_local::provision::{Names, provision_ticks};
+use wtc_local::provision::{Names, process_ticks, provision_ticks};
 use wtc_local::stack::{LocalStack, StackOptions};
 
 pub struct Harness {
@@ -39,17 +42,7 @@ impl Harness {
         let provisioned = provision_ticks(&stack.kafka_brokers, &sdk, &names).await?;
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let function = Arc::new(process_ticks::ProcessTicks {
-            store: TickStore::new(
-                dynamo.clone(),
-                names.ticks_table.clone(),
-                names.rates_table.clone(),
-            ),
-            dead_letters: DeadLetterQueue::new(
-                sqs.clone(),
-                provisioned.dead_letter_queue_url.clone(),
-            ),
-        });
+        let function = Arc::new(process_ticks(&sdk, &names, &provisioned));
         Ok(Self {
             stack,
             names,
@@ -63,6 +56,32 @@ impl Harness {
 
     pub async fn stop(self) {
         self.stack.stop().await;
+    }
+
+    /// Every candle in the candles table, with its indicators.
+    pub async fn stored_candles(&self) -> Result<CandleView> {
+        let mut out = CandleView::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .dynamo
+                .scan()
+                .table_name(&self.names.candles_table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .context("scanning the candles table")?;
+            for item in page.items() {
+                let (series, c) = StoredCandle::from_item(item)
+                    .with_context(|| format!("a malformed candle item: {item:?}"))?;
+                out.insert((series, c.candle.start), (c.candle, c.values));
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Consumes the tick topic with the event-source poller feeding this harness's function until
@@ -286,6 +305,50 @@ pub fn decimal_nanos(text: &str) -> i64 {
 pub struct Expected {
     pub ticks: BTreeMap<(String, String), (String, String, String)>,
     pub sums: BTreeMap<(String, String), (i64, u64)>,
+}
+
+/// Candles by (series, start), with their indicators (`None` while a candle is open).
+pub type CandleView = BTreeMap<(String, Timestamp), (Candle, Option<IndicatorValues>)>;
+
+/// What one clean pass gives: the candles of the distinct ticks, and the indicators of every
+/// candle but each series' last (still open), computed in order from fresh states.
+pub fn expected_candles(ticks: &[Tick], price: Price) -> CandleView {
+    let mut seen = std::collections::HashSet::new();
+    let mut fold = CandleFold::default();
+    for t in ticks {
+        if seen.insert((t.pair.clone(), t.timestamp)) {
+            fold.add_tick(t);
+        }
+    }
+    with_indicators(fold.into_sorted(), price)
+}
+
+/// Candles sorted by (symbol, interval, start) with the indicators one pass gives them.
+pub fn with_indicators(
+    candles: Vec<((String, Interval, Timestamp), Candle)>,
+    price: Price,
+) -> CandleView {
+    let mut series: BTreeMap<String, Vec<Candle>> = BTreeMap::new();
+    for ((symbol, interval, _), c) in candles {
+        series.entry(series_key(&symbol, interval)).or_default().push(c);
+    }
+    let mut out = CandleView::new();
+    for (key, list) in series {
+        let mut set = IndicatorSet::new(price);
+        let n = list.len();
+        for (i, c) in list.into_iter().enumerate() {
+            let values = (i + 1 < n).then(|| {
+                set.update(&Ohlc {
+                    open: c.open,
+                    high: c.high,
+                    low: c.low,
+                    close: c.close,
+                })
+            });
+            out.insert((key.clone(), c.start), (c, values));
+        }
+    }
+    out
 }
 
 pub fn expected(ticks: &[Tick]) -> Expected {

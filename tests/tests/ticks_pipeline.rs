@@ -125,10 +125,10 @@ async fn crash_between_writes_leaves_sums_exact() {
     // after the raw items only,
     assert!(store.put_raw(&ticks, &sources, &all).await.is_empty());
     // after the minutes' ledgers and sums, before their hours,
-    let (_, hours, failed) = store.refresh_minutes(&ticks, &all[200..500]).await;
+    let (_, hours, failed, _) = store.refresh_minutes(&ticks, &all[200..500]).await;
     assert!(failed.is_empty() && !hours.is_empty());
     // and after the hours of a smaller part, so stored hours are behind their minutes.
-    let (_, hours, _) = store.refresh_minutes(&ticks, &all[..100]).await;
+    let (_, hours, _, _) = store.refresh_minutes(&ticks, &all[..100]).await;
     assert!(store.refresh_hours(hours).await.is_empty());
     // The retry delivers the whole batch again.
     let report = h
@@ -302,7 +302,7 @@ async fn kinesis_writes_that_fail_are_reported_as_batch_item_failures() {
             "no-such-table".into(),
             h.names.rates_table.clone(),
         ),
-        dead_letters: h.function.dead_letters.clone(),
+        ..(*h.function).clone()
     };
     let records = kinesis_event_of(&h, &ticks).await;
     let result = broken.handle(&records).await;
@@ -398,7 +398,7 @@ async fn kafka_batches_that_fail_every_retry_go_to_the_dead_letter_queue_and_are
             "no-such-table".into(),
             h.names.rates_table.clone(),
         ),
-        dead_letters: h.function.dead_letters.clone(),
+        ..(*h.function).clone()
     });
     let progress = h
         .poll_with(Invoker::InProcess(broken), "e2e-failing", 40, WITHIN)

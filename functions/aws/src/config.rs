@@ -2,12 +2,16 @@
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
-/// A required setting is missing.
+/// A setting is missing or unusable.
 #[derive(Debug, thiserror::Error)]
-#[error("environment variable {name} is not set: {hint}")]
-pub struct ConfigError {
-    pub name: &'static str,
-    pub hint: &'static str,
+pub enum ConfigError {
+    #[error("environment variable {name} is not set: {hint}")]
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
+    #[error("environment variable {name} {reason}")]
+    Invalid { name: &'static str, reason: String },
 }
 
 /// Loads region, credentials and endpoint (`AWS_ENDPOINT_URL`) the way every AWS tool does.
@@ -19,6 +23,6 @@ pub async fn load_sdk_config() -> SdkConfig {
 pub fn required_env(name: &'static str, hint: &'static str) -> Result<String, ConfigError> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => Ok(v),
-        _ => Err(ConfigError { name, hint }),
+        _ => Err(ConfigError::Missing { name, hint }),
     }
 }

@@ -2,12 +2,14 @@
 //!
 //! Every client honours `AWS_ENDPOINT_URL`, so one binary talks to AWS, LocalStack or moto.
 
+pub mod candles;
 pub mod config;
 pub mod dead_letters;
 pub mod retry;
 pub mod schema;
 pub mod ticks;
 
+pub use candles::{CandleOutcome, CandleStore};
 pub use config::{ConfigError, load_sdk_config, required_env};
 pub use dead_letters::DeadLetterQueue;
 pub use retry::RetryPolicy;

@@ -124,6 +124,44 @@ where
     }
 }
 
+/// Why a request sent with `send_with_retry` did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Its condition expression did not hold (DynamoDB's `ConditionalCheckFailedException`).
+    Condition,
+    /// It failed for good, or kept failing until the attempts ran out.
+    Failed(String),
+}
+
+/// Sends a request (built afresh by `send` for each attempt) until it succeeds, fails for good, or
+/// the policy's attempts are used up. A failed condition is not retried: it is an answer.
+pub async fn send_with_retry<T, E, R, Fut>(
+    policy: &RetryPolicy,
+    mut send: impl FnMut() -> Fut,
+) -> Result<T, SendError>
+where
+    Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let mut backoff = policy.backoff();
+    loop {
+        match send().await {
+            Ok(out) => return Ok(out),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.code() == Some("ConditionalCheckFailedException")) =>
+            {
+                return Err(SendError::Condition);
+            }
+            Err(e) => backoff
+                .after(classify(e))
+                .await
+                .map_err(SendError::Failed)?,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,19 +9,31 @@ use aws_sdk_dynamodb::types::{
 #[derive(Debug, Clone, Copy)]
 pub struct TableKeys {
     pub partition_key: &'static str,
-    pub sort_key: &'static str,
+    pub sort_key: Option<&'static str>,
 }
 
 /// Raw ticks: one item per (pair, timestamp), partitioned by pair and hour (`MRVZAR#2024-01-01 13`).
 pub const TICKS: TableKeys = TableKeys {
     partition_key: "pk",
-    sort_key: "ts",
+    sort_key: Some("ts"),
 };
 
 /// Mid-price sums per pair: minute buckets (`M#2024-01-01 13:05`) and hour buckets (`H#2024-01-01 13`).
 pub const RATES: TableKeys = TableKeys {
     partition_key: "pair",
-    sort_key: "bucket",
+    sort_key: Some("bucket"),
+};
+
+/// Candles: one item per (series, start), `series = RELIANCE.NS#M1`, `start = 2024-01-01 03:45:00`.
+pub const CANDLES: TableKeys = TableKeys {
+    partition_key: "series",
+    sort_key: Some("start"),
+};
+
+/// Indicator states: one item per series, `series = RELIANCE.NS#M1`.
+pub const INDICATOR_STATE: TableKeys = TableKeys {
+    partition_key: "series",
+    sort_key: None,
 };
 
 /// Creates an on-demand table unless it exists.
@@ -42,16 +54,18 @@ pub async fn ensure_table(
             .key_type(t)
             .build()
     };
-    let result = client
+    let mut create = client
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attr(keys.partition_key)?)
-        .attribute_definitions(attr(keys.sort_key)?)
-        .key_schema(key(keys.partition_key, KeyType::Hash)?)
-        .key_schema(key(keys.sort_key, KeyType::Range)?)
-        .send()
-        .await;
+        .key_schema(key(keys.partition_key, KeyType::Hash)?);
+    if let Some(sort_key) = keys.sort_key {
+        create = create
+            .attribute_definitions(attr(sort_key)?)
+            .key_schema(key(sort_key, KeyType::Range)?);
+    }
+    let result = create.send().await;
     match result {
         Ok(_) => Ok(()),
         Err(e) => match e.into_service_error() {

@@ -48,6 +48,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wtc_core::Tick;
+use wtc_core::candles::Candle;
 use wtc_core::rates::{MidSum, by_minute, hour_bucket, minute_bucket, pair_hour_key};
 use wtc_core::time::Timestamp;
 
@@ -60,7 +61,7 @@ const CONCURRENCY: usize = 8;
 pub type Failed = Vec<(usize, String)>;
 
 /// What happened to each tick of a batch.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TickWriteOutcome {
     /// Ticks the store did not hold before (counted from the sums' growth).
     pub stored: usize,
@@ -68,6 +69,9 @@ pub struct TickWriteOutcome {
     pub duplicates: usize,
     /// Ticks not safely stored after retries: the batch must be retried.
     pub failed: Failed,
+    /// The M1 candle of each (pair, minute) the batch touched, rebuilt from the minute's ledger,
+    /// with the ledger's entry count as its weight (see `candles`).
+    pub minutes: Vec<(String, Candle, u64)>,
 }
 
 /// Requests sent to DynamoDB, for cost reports.
@@ -147,7 +151,7 @@ impl TickStore {
             .filter(|i| !failed_raw.contains(i))
             .collect();
 
-        let (added, hours, failed_minutes) = self.refresh_minutes(ticks, &written).await;
+        let (added, hours, failed_minutes, minutes) = self.refresh_minutes(ticks, &written).await;
         failed.extend(failed_minutes);
         failed.extend(self.refresh_hours(hours).await);
         // Under concurrency a sum can grow by another batch's ticks too: never count more than ours.
@@ -156,6 +160,7 @@ impl TickStore {
             stored,
             duplicates: ticks.len() - failed_raw.len() - stored,
             failed,
+            minutes,
         }
     }
 
@@ -241,13 +246,18 @@ impl TickStore {
     }
 
     /// Step 2: records the ticks in their minutes' ledgers and rewrites those minutes' sums.
-    /// Returns how many ticks the sums grew by, the hours touched, and the ticks that failed.
-    pub async fn refresh_minutes(&self, ticks: &[Tick], written: &[usize]) -> (u64, Hours, Failed) {
+    /// Returns how many ticks the sums grew by, the hours touched, the ticks that failed, and the
+    /// minutes' candles.
+    pub async fn refresh_minutes(
+        &self,
+        ticks: &[Tick],
+        written: &[usize],
+    ) -> (u64, Hours, Failed, Vec<(String, Candle, u64)>) {
         let jobs: Vec<_> = by_minute(ticks, written)
             .into_iter()
             .map(|((_, minute), members)| async move {
                 let result = match self.add_to_ledger(ticks, &members, minute).await {
-                    Ok(ledger) => {
+                    Ok((ledger, candle)) => {
                         let pair = &ticks[members[0]].pair;
                         self.put_sum(
                             &pair_hour_key(pair, minute),
@@ -256,20 +266,26 @@ impl TickStore {
                             ledger,
                         )
                         .await
+                        .map(|added| (added, candle.map(|c| (pair.clone(), c, ledger.entries))))
                     }
                     Err(e) => Err(e),
                 };
                 (members, result)
             })
             .collect();
-        let results = concurrently(jobs).await;
+        let results: Vec<_> = futures::stream::iter(jobs)
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
         let mut added = 0;
         let mut hours = Hours::new();
         let mut failed = Failed::new();
+        let mut candles = Vec::new();
         for (members, result) in results {
             match result {
-                Ok(n) => {
+                Ok((n, candle)) => {
                     added += n;
+                    candles.extend(candle);
                     let t = &ticks[members[0]];
                     hours
                         .entry((t.pair.clone(), t.timestamp.hour_start()))
@@ -279,7 +295,7 @@ impl TickStore {
                 Err(e) => failed.extend(members.into_iter().map(|i| (i, e.clone()))),
             }
         }
-        (added, hours, failed)
+        (added, hours, failed, candles)
     }
 
     /// Step 3: rewrites each hour's sum from its minute sums.
@@ -310,7 +326,7 @@ impl TickStore {
         ticks: &[Tick],
         members: &[usize],
         minute: Timestamp,
-    ) -> Result<Versioned, String> {
+    ) -> Result<(Versioned, Option<Candle>), String> {
         let pair = ticks[members[0]].pair.as_str();
         let entries: Vec<String> = members
             .iter()
@@ -343,7 +359,7 @@ impl TickStore {
                 })?,
             }
         };
-        Ok(ledger_sum(&ledger))
+        Ok(ledger_sum(&ledger, minute))
     }
 
     /// The sum of an hour's minute sums (each minute's ledger entries count toward the version).
@@ -509,9 +525,12 @@ fn ledger_entry(offset_micros: i64, mid_nanos: i64) -> String {
     format!("{offset_micros:08}:{mid_nanos}")
 }
 
-/// A ledger's sum: one mid per identity (the lowest, when a tick was sent with different prices),
-/// versioned by the number of entries.
-fn ledger_sum(item: &HashMap<String, AttributeValue>) -> Versioned {
+/// A ledger's sum and candle: one mid per identity (the lowest, when a tick was sent with different
+/// prices), versioned by the number of entries.
+fn ledger_sum(
+    item: &HashMap<String, AttributeValue>,
+    minute: Timestamp,
+) -> (Versioned, Option<Candle>) {
     let mut mids: BTreeMap<&str, i64> = BTreeMap::new();
     let mut entries = 0;
     if let Some(AttributeValue::Ss(set)) = item.get(LEDGER_ATTRIBUTE) {
@@ -527,8 +546,12 @@ fn ledger_sum(item: &HashMap<String, AttributeValue>) -> Versioned {
         }
     }
     let mut sum = MidSum::default();
-    mids.into_values().for_each(|m| sum.add_mid(m));
-    Versioned { sum, entries }
+    mids.values().for_each(|m| sum.add_mid(*m));
+    let candle = Candle::from_mids(mids.iter().filter_map(|(offset, mid)| {
+        let offset: i64 = offset.parse().ok()?;
+        Some((Timestamp::from_micros(minute.micros() + offset), *mid))
+    }));
+    (Versioned { sum, entries }, candle)
 }
 
 fn number<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, name: &str) -> Option<T> {
@@ -560,24 +583,31 @@ mod tests {
 
     #[test]
     fn ledger_sum_counts_each_identity_once() {
-        let v = ledger_sum(&ledger(&["00570000:1738300000", "01082000:1000000000"]));
+        let minute = Timestamp::from_micros(1_704_067_200_000_000);
+        let (v, candle) = ledger_sum(&ledger(&["00570000:1738300000", "01082000:1000000000"]), minute);
         let sum = MidSum {
             mid_sum_nanos: 2_738_300_000,
             ticks: 2,
         };
         assert_eq!((v.sum, v.entries), (sum, 2));
+        let candle = candle.expect("a candle");
+        assert_eq!((candle.open, candle.close, candle.high, candle.low), (1.7383, 1.0, 1.7383, 1.0));
+        assert_eq!(candle.open_at.to_string(), "2024-01-01 00:00:00.570000");
         // One tick sent twice with different prices: it counts once, at the lower mid, and the
         // extra entry still makes this a newer version of the sum.
-        let v = ledger_sum(&ledger(&[
-            "00570000:1738300000",
-            "00570000:1500000000",
-            "01082000:1000000000",
-        ]));
+        let (v, _) = ledger_sum(
+            &ledger(&[
+                "00570000:1738300000",
+                "00570000:1500000000",
+                "01082000:1000000000",
+            ]),
+            minute,
+        );
         let sum = MidSum {
             mid_sum_nanos: 2_500_000_000,
             ticks: 2,
         };
         assert_eq!((v.sum, v.entries), (sum, 3));
-        assert_eq!(ledger_sum(&HashMap::new()), Versioned::default());
+        assert_eq!(ledger_sum(&HashMap::new(), minute), (Versioned::default(), None));
     }
 }

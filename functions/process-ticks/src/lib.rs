@@ -1,16 +1,22 @@
-//! process-ticks: decode a batch of ticks, store each distinct tick once, report what was rejected.
+//! process-ticks: decode a batch of ticks and bars, store each distinct tick once, keep candles and
+//! indicators up to date, report what was rejected.
 //!
 //! The handler takes a Kafka event (MSK or self-managed) or a Kinesis event. Valid ticks go to the
-//! tick store first (raw items and mid-price sums, exactly once, see `wtc_aws::ticks`); rejected
-//! records then go to the dead-letter queue with their reason and position, so a reject never holds
-//! back the valid records of its batch. What could not be done after retries (a write, a dead
+//! tick store first (raw items and mid-price sums, exactly once, see `wtc_aws::ticks`); the M1
+//! candles of the minutes they touched, and the fetched 1-minute bars, then go to the candle store,
+//! which rolls them up to M30 and H1 and advances the indicators of every series touched (see
+//! `wtc_aws::candles`); rejected records then go to the dead-letter queue with their reason and
+//! position, so a reject never holds back the valid records of its batch. What could not be done after retries (a write, a dead
 //! letter) fails the batch: a Kafka batch is retried whole, which the store makes safe; a Kinesis
 //! batch reports those records as batch item failures, so only they (and what follows) come again.
 
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
-use wtc_aws::{DeadLetterQueue, TickStore, required_env};
+use wtc_aws::candles::BAR_WEIGHT;
+use wtc_aws::{CandleStore, DeadLetterQueue, TickStore, required_env};
 use wtc_core::event::{BatchItemFailure, BatchItemFailures};
+use wtc_core::indicators::Price;
+use wtc_core::quotes::{Bar, MarketRecord};
 use wtc_core::{DeadLetter, SourceEvent, Tick};
 
 /// The function's name, as it appears in dead letters and metrics.
@@ -22,6 +28,12 @@ pub struct BatchReport {
     pub records: usize,
     pub stored: usize,
     pub duplicates: usize,
+    /// Fetched 1-minute bars written as M1 candles.
+    pub bars: usize,
+    /// Candles (M1, M30, H1) whose indicators were computed as they closed.
+    pub candles_closed: usize,
+    /// Closed candles whose indicators were computed again after late data.
+    pub indicators_recomputed: usize,
     pub rejected: usize,
     /// Records to be delivered again: writes or dead letters that failed after retries.
     pub failed: usize,
@@ -52,25 +64,38 @@ pub struct BatchFailed {
 #[derive(Debug, Clone)]
 pub struct ProcessTicks {
     pub store: TickStore,
+    pub candles: CandleStore,
     pub dead_letters: DeadLetterQueue,
 }
 
 impl ProcessTicks {
-    /// Builds the clients from the environment: `TICKS_TABLE`, `RATES_TABLE`,
-    /// `DEAD_LETTER_QUEUE_URL`, plus the standard AWS settings (`AWS_ENDPOINT_URL` included).
+    /// Builds the clients from the environment: `TICKS_TABLE`, `RATES_TABLE`, `CANDLES_TABLE`,
+    /// `INDICATOR_STATE_TABLE`, `DEAD_LETTER_QUEUE_URL`, optionally `INDICATOR_PRICE` (`close`,
+    /// the default, or `open`: the price new series' indicators read), plus the standard AWS
+    /// settings (`AWS_ENDPOINT_URL` included).
     pub async fn from_env() -> Result<Self, wtc_aws::ConfigError> {
         let ticks = required_env("TICKS_TABLE", "the DynamoDB table for raw ticks")?;
         let rates = required_env(
             "RATES_TABLE",
             "the DynamoDB table for minute and hour mid-price sums",
         )?;
+        let candles = required_env("CANDLES_TABLE", "the DynamoDB table for candles")?;
+        let state = required_env(
+            "INDICATOR_STATE_TABLE",
+            "the DynamoDB table for indicator states per series",
+        )?;
         let dlq = required_env(
             "DEAD_LETTER_QUEUE_URL",
             "the SQS queue URL for rejected records",
         )?;
+        let price = price_from_env()?;
         let sdk = wtc_aws::load_sdk_config().await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let mut candles = CandleStore::new(dynamodb.clone(), candles, state);
+        candles.default_price = price;
         Ok(Self {
-            store: TickStore::new(aws_sdk_dynamodb::Client::new(&sdk), ticks, rates),
+            store: TickStore::new(dynamodb, ticks, rates),
+            candles,
             dead_letters: DeadLetterQueue::new(aws_sdk_sqs::Client::new(&sdk), dlq),
         })
     }
@@ -80,6 +105,8 @@ impl ProcessTicks {
         let started = Instant::now();
         let records = event.records();
         let mut ticks: Vec<Tick> = Vec::with_capacity(records.len());
+        let mut bars: Vec<Bar> = Vec::new();
+        let mut bar_origin: Vec<usize> = Vec::new();
         let mut sources: Vec<String> = Vec::with_capacity(records.len());
         let mut origin: Vec<usize> = Vec::with_capacity(records.len());
         let mut letters = Vec::new();
@@ -87,14 +114,20 @@ impl ProcessTicks {
         let mut buf = Vec::with_capacity(256);
         for (i, record) in records.iter().enumerate() {
             let decoded = match record.payload(&mut buf) {
-                Ok(payload) => Tick::decode(payload).map_err(|e| (Some(payload), e.to_string())),
+                Ok(payload) => {
+                    MarketRecord::decode(payload).map_err(|e| (Some(payload), e.to_string()))
+                }
                 Err(e) => Err((None, e.to_string())),
             };
             match decoded {
-                Ok(tick) => {
+                Ok(MarketRecord::Tick(tick)) => {
                     ticks.push(tick);
                     sources.push(record.position.to_string());
                     origin.push(i);
+                }
+                Ok(MarketRecord::Bar(bar)) => {
+                    bars.push(bar);
+                    bar_origin.push(i);
                 }
                 Err((payload, reason)) => {
                     letters.push(DeadLetter::new(FUNCTION, record, payload, reason));
@@ -103,9 +136,33 @@ impl ProcessTicks {
             }
         }
 
-        let outcome = self.store.write(&ticks, &sources).await;
+        let mut outcome = self.store.write(&ticks, &sources).await;
         let mut retry: Vec<usize> = outcome.failed.iter().map(|(i, _)| origin[*i]).collect();
         let mut error = outcome.failed.first().map(|(_, e)| e.clone());
+
+        let mut minutes = std::mem::take(&mut outcome.minutes);
+        minutes.extend(
+            bars.iter()
+                .map(|b| (b.symbol.clone(), b.candle(), BAR_WEIGHT)),
+        );
+        let candles = self.candles.update(minutes).await;
+        for (symbol, e) in &candles.failed {
+            let of_symbol = ticks
+                .iter()
+                .zip(&origin)
+                .filter(|(t, _)| &t.pair == symbol)
+                .map(|(_, i)| *i)
+                .chain(
+                    bars.iter()
+                        .zip(&bar_origin)
+                        .filter(|(b, _)| &b.symbol == symbol)
+                        .map(|(_, i)| *i),
+                );
+            retry.extend(of_symbol);
+            error.get_or_insert(e.clone());
+        }
+        let closed = candles.series.iter().map(|s| s.advanced.closed).sum();
+        let recomputed = candles.series.iter().map(|s| s.advanced.recomputed).sum();
         if !letters.is_empty()
             && let Err(e) = self.dead_letters.send(&letters).await
         {
@@ -129,6 +186,9 @@ impl ProcessTicks {
                 records: records.len(),
                 stored: outcome.stored,
                 duplicates: outcome.duplicates,
+                bars: bars.len(),
+                candles_closed: closed,
+                indicators_recomputed: recomputed,
                 rejected: letters.len(),
                 failed: retry.len(),
             },
@@ -166,11 +226,26 @@ impl BatchResult {
                 ("RecordsIn", r.records as f64),
                 ("TicksStored", r.stored as f64),
                 ("Duplicates", r.duplicates as f64),
+                ("Bars", r.bars as f64),
+                ("CandlesClosed", r.candles_closed as f64),
+                ("IndicatorsRecomputed", r.indicators_recomputed as f64),
                 ("Rejected", r.rejected as f64),
                 ("Failed", r.failed as f64),
                 ("BatchLatencyMs", self.latency_ms),
             ],
         )
+    }
+}
+
+/// `INDICATOR_PRICE`: `close` (the default) or `open`.
+pub fn price_from_env() -> Result<Price, wtc_aws::ConfigError> {
+    match std::env::var("INDICATOR_PRICE").ok().as_deref() {
+        None | Some("") | Some("close") => Ok(Price::Close),
+        Some("open") => Ok(Price::Open),
+        Some(other) => Err(wtc_aws::ConfigError::Invalid {
+            name: "INDICATOR_PRICE",
+            reason: format!("must be `close` or `open`, found {other:?}"),
+        }),
     }
 }
 

@@ -1,0 +1,687 @@
+//! The candle store: M1, M30 and H1 candles per symbol, and their indicators, exact under
+//! redelivery, late data and concurrent writers.
+//!
+//! # Candles
+//!
+//! One item per (series, start) in the candles table: `series = RELIANCE.NS#M1`, `start =
+//! 2024-01-01 03:45:00`. A candle is never folded into: it is rewritten whole from a complete view
+//! of its inputs, with a version (`weight`) that only grows as its inputs do, and a write is
+//! refused unless it carries a greater weight than the stored one.
+//! - M1 from ticks: rebuilt from the minute's ledger (every distinct tick with its mid, see
+//!   `ticks`), weight = the ledger's entries.
+//! - M1 from a fetched bar: the bar as it is, with weight `BAR_WEIGHT`, above any tick count, so the
+//!   exchange's bar replaces the candle the latest-price ticks were forming, and ticks never
+//!   overwrite it. The same bar fetched again is the same write.
+//! - M30 and H1: rolled up from a query of their M1 candles, weight = the M1 weights' sum.
+//!
+//! A stale writer (one that saw fewer inputs) is refused, so the stored candle is always the one
+//! built from the most inputs anyone saw, which is the one a clean pass gives once all have arrived.
+//!
+//! # Indicators
+//!
+//! A candle closes when a later candle of its series exists. Per series the state table holds the
+//! indicator states after the last closed candle (`IndicatorSet` as JSON), that candle's start,
+//! and a `version` for optimistic concurrency. Advancing a series:
+//! 1. read the state (version v); the candles to (re)compute start at the earliest of: the candle
+//!    after the last closed one, a `pending` mark left by a writer that may not have finished, and
+//!    the earliest candle this writer changed if that one was already closed (a late tick);
+//! 2. take the states before that point (the stored state, or, when rewinding, the snapshot stored
+//!    on the candle just before it), fold the closed candles from there;
+//! 3. commit the new state as version v+1 with `pending` = the first recomputed candle, on the
+//!    condition that the version is still v (else start over from 1);
+//! 4. write each recomputed candle's values and the snapshot of the states after it, tagged v+1,
+//!    refused on a candle already written by a newer version;
+//! 5. clear `pending` if the version is still v+1.
+//!
+//! A writer that loses the race at 3 wrote nothing; one that crashes or is overtaken during 4
+//! leaves `pending`, and whoever commits next recomputes from there, so every closed candle's values
+//! end up those of one clean pass over the stored candles.
+
+use crate::retry::{RetryPolicy, SendError, send_with_retry};
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use wtc_core::candles::{Candle, Interval};
+use wtc_core::indicators::{IndicatorSet, IndicatorValues, Ohlc, Price};
+use wtc_core::time::Timestamp;
+
+/// The weight of an M1 candle from a fetched bar: more than any minute's ticks can reach.
+pub const BAR_WEIGHT: u64 = 1 << 40;
+/// Times a series' advance starts over after losing a race before giving up.
+const MAX_CONFLICTS: u32 = 20;
+/// Writes in flight at once.
+const CONCURRENCY: usize = 8;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// `RELIANCE.NS#M1`: the partition of one series.
+pub fn series_key(symbol: &str, interval: Interval) -> String {
+    format!("{symbol}#{interval:?}")
+}
+
+/// The candle's sort key: `2024-01-01 03:45:00`.
+pub fn start_key(start: Timestamp) -> String {
+    start.to_seconds_string()
+}
+
+/// A candle as stored, with its indicators once it has closed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCandle {
+    pub candle: Candle,
+    pub weight: u64,
+    pub values: Option<IndicatorValues>,
+    snapshot: Option<String>,
+}
+
+/// Requests sent, for cost reports.
+#[derive(Debug, Default)]
+pub struct CandleCounts {
+    pub candle_writes: AtomicU64,
+    pub queries: AtomicU64,
+    pub state_reads: AtomicU64,
+    pub state_writes: AtomicU64,
+    pub value_writes: AtomicU64,
+    pub conflicts: AtomicU64,
+}
+
+/// Where a series' recomputation starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewind {
+    /// Only what this writer changed: from its earliest changed candle if that one had closed.
+    Changed(Option<Timestamp>),
+    /// From this candle on (a backfill).
+    From(Timestamp),
+    /// From the first candle of the series, with fresh states (a new price basis, say).
+    All,
+}
+
+/// What advancing a series did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Advanced {
+    /// Candles whose indicators were computed for the first time.
+    pub closed: usize,
+    /// Candles whose indicators were computed again (late data, backfill).
+    pub recomputed: usize,
+    /// The last closed candle, with its values.
+    pub last: Option<(Timestamp, f64, IndicatorValues)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CandleStore {
+    client: aws_sdk_dynamodb::Client,
+    candles_table: String,
+    state_table: String,
+    /// The price basis of a series' indicators when it starts.
+    pub default_price: Price,
+    retry: RetryPolicy,
+    counts: Arc<CandleCounts>,
+}
+
+/// The stored state of a series.
+#[derive(Debug, Clone)]
+struct SeriesState {
+    set: IndicatorSet,
+    last_closed: Option<Timestamp>,
+    pending: Option<Timestamp>,
+    version: u64,
+}
+
+impl CandleStore {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        candles_table: String,
+        state_table: String,
+    ) -> Self {
+        Self {
+            client,
+            candles_table,
+            state_table,
+            default_price: Price::Close,
+            retry: RetryPolicy::default(),
+            counts: Default::default(),
+        }
+    }
+
+    pub fn request_counts(&self) -> &CandleCounts {
+        &self.counts
+    }
+
+    /// Writes a candle unless the stored one has as much weight or more (bars: or the same).
+    /// Returns whether it was written.
+    pub async fn put_candle(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        candle: &Candle,
+        weight: u64,
+    ) -> Result<bool, String> {
+        let series = series_key(symbol, interval);
+        let condition = if weight >= BAR_WEIGHT && interval == Interval::M1 {
+            "attribute_not_exists(#w) OR #w <= :w"
+        } else {
+            "attribute_not_exists(#w) OR #w < :w"
+        };
+        let n = |x: f64| AttributeValue::N(x.to_string());
+        let result = send_with_retry(&self.retry, || {
+            self.counts.candle_writes.fetch_add(1, Ordering::Relaxed);
+            self.client
+                .update_item()
+                .table_name(&self.candles_table)
+                .key("series", AttributeValue::S(series.clone()))
+                .key("start", AttributeValue::S(start_key(candle.start)))
+                .update_expression(
+                    "SET #o = :o, #h = :h, #l = :l, #c = :c, #oa = :oa, #ca = :ca, #t = :t, \
+                     #v = :v, #w = :w",
+                )
+                .expression_attribute_names("#oa", "open_at")
+                .expression_attribute_names("#ca", "close_at")
+                .expression_attribute_names("#t", "ticks")
+                .expression_attribute_names("#v", "volume")
+                .condition_expression(condition)
+                .expression_attribute_names("#o", "open")
+                .expression_attribute_names("#h", "high")
+                .expression_attribute_names("#l", "low")
+                .expression_attribute_names("#c", "close")
+                .expression_attribute_names("#w", "weight")
+                .expression_attribute_values(":o", n(candle.open))
+                .expression_attribute_values(":h", n(candle.high))
+                .expression_attribute_values(":l", n(candle.low))
+                .expression_attribute_values(":c", n(candle.close))
+                .expression_attribute_values(":oa", AttributeValue::S(candle.open_at.to_string()))
+                .expression_attribute_values(":ca", AttributeValue::S(candle.close_at.to_string()))
+                .expression_attribute_values(":t", AttributeValue::N(candle.ticks.to_string()))
+                .expression_attribute_values(":v", n(candle.volume))
+                .expression_attribute_values(":w", AttributeValue::N(weight.to_string()))
+                .send()
+        })
+        .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SendError::Condition) => Ok(false),
+            Err(SendError::Failed(e)) => Err(format!(
+                "writing candle {series} {}: {e}",
+                start_key(candle.start)
+            )),
+        }
+    }
+
+    /// Rebuilds the `interval` candle starting at `start` from its M1 candles.
+    pub async fn roll_up(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: Timestamp,
+    ) -> Result<(), String> {
+        let last = Timestamp::from_micros(start.micros() + interval.micros() - 1);
+        let minutes = self
+            .query(&series_key(symbol, Interval::M1), Some(start), Some(last))
+            .await?;
+        let mut weight = 0;
+        let mut candle: Option<Candle> = None;
+        for m in &minutes {
+            weight += m.weight;
+            let rolled = m.candle.rolled_up(interval);
+            match &mut candle {
+                Some(c) => c.merge(&rolled),
+                None => candle = Some(rolled),
+            }
+        }
+        match candle {
+            Some(c) => self.put_candle(symbol, interval, &c, weight).await.map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// The stored candles of a series with `from <= start <= to`, in time order.
+    pub async fn query(
+        &self,
+        series: &str,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Result<Vec<StoredCandle>, String> {
+        let from = from.map_or_else(|| "0".to_owned(), start_key);
+        let to = to.map_or_else(|| "9".to_owned(), start_key);
+        let mut out = Vec::new();
+        let mut page_start: Option<Item> = None;
+        loop {
+            let page = send_with_retry(&self.retry, || {
+                self.counts.queries.fetch_add(1, Ordering::Relaxed);
+                self.client
+                    .query()
+                    .table_name(&self.candles_table)
+                    .consistent_read(true)
+                    .key_condition_expression("#series = :s AND #start BETWEEN :from AND :to")
+                    .expression_attribute_names("#series", "series")
+                    .expression_attribute_names("#start", "start")
+                    .expression_attribute_values(":s", AttributeValue::S(series.to_owned()))
+                    .expression_attribute_values(":from", AttributeValue::S(from.clone()))
+                    .expression_attribute_values(":to", AttributeValue::S(to.clone()))
+                    .set_exclusive_start_key(page_start.clone())
+                    .send()
+            })
+            .await
+            .map_err(|e| format!("querying candles of {series}: {e:?}"))?;
+            for item in page.items() {
+                out.push(
+                    stored_candle(item)
+                        .ok_or_else(|| format!("a malformed candle item in {series}: {item:?}"))?,
+                );
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => page_start = Some(key.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The last candle of a series that starts before `before`.
+    async fn candle_before(
+        &self,
+        series: &str,
+        before: Timestamp,
+    ) -> Result<Option<StoredCandle>, String> {
+        let page = send_with_retry(&self.retry, || {
+            self.counts.queries.fetch_add(1, Ordering::Relaxed);
+            self.client
+                .query()
+                .table_name(&self.candles_table)
+                .consistent_read(true)
+                .key_condition_expression("#series = :s AND #start < :before")
+                .expression_attribute_names("#series", "series")
+                .expression_attribute_names("#start", "start")
+                .expression_attribute_values(":s", AttributeValue::S(series.to_owned()))
+                .expression_attribute_values(":before", AttributeValue::S(start_key(before)))
+                .scan_index_forward(false)
+                .limit(1)
+                .send()
+        })
+        .await
+        .map_err(|e| format!("querying candles of {series}: {e:?}"))?;
+        match page.items().first() {
+            Some(item) => stored_candle(item)
+                .map(Some)
+                .ok_or_else(|| format!("a malformed candle item in {series}: {item:?}")),
+            None => Ok(None),
+        }
+    }
+
+    async fn read_state(&self, series: &str) -> Result<Option<SeriesState>, String> {
+        let out = send_with_retry(&self.retry, || {
+            self.counts.state_reads.fetch_add(1, Ordering::Relaxed);
+            self.client
+                .get_item()
+                .table_name(&self.state_table)
+                .key("series", AttributeValue::S(series.to_owned()))
+                .consistent_read(true)
+                .send()
+        })
+        .await
+        .map_err(|e| format!("reading the indicator state of {series}: {e:?}"))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let set = text(item, "state")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .ok_or_else(|| format!("the indicator state of {series} is malformed"))?;
+        Ok(Some(SeriesState {
+            set,
+            last_closed: text(item, "last_closed").and_then(|s| Timestamp::parse(s).ok()),
+            pending: text(item, "pending").and_then(|s| Timestamp::parse(s).ok()),
+            version: number(item, "version").unwrap_or(0),
+        }))
+    }
+
+    /// Closes the series' candles that have a later candle, and recomputes what `rewind` asks
+    /// for; with `close_all`, the newest candle closes too (a backfill after the market closed).
+    pub async fn advance(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        rewind: Rewind,
+        price: Option<Price>,
+        close_all: bool,
+    ) -> Result<Advanced, String> {
+        let series = series_key(symbol, interval);
+        for _ in 0..MAX_CONFLICTS {
+            let state = self.read_state(&series).await?;
+            let version = state.as_ref().map_or(0, |s| s.version);
+            let last_closed = state.as_ref().and_then(|s| s.last_closed);
+            let next_open = last_closed.map(|t| Timestamp::from_micros(t.micros() + interval.micros()));
+            let price = price
+                .or(state.as_ref().map(|s| s.set.price))
+                .unwrap_or(self.default_price);
+            let fresh = rewind == Rewind::All
+                || state.as_ref().is_some_and(|s| s.set.price != price);
+            // The first candle to compute; `None` = the start of the series.
+            let mut from = if fresh { None } else { next_open };
+            let mut earliest = |t: Option<Timestamp>| {
+                if let (Some(t), Some(f)) = (t, from)
+                    && t < f
+                {
+                    from = Some(t);
+                }
+            };
+            earliest(state.as_ref().and_then(|s| s.pending));
+            match rewind {
+                Rewind::Changed(t) => earliest(t),
+                Rewind::From(t) => earliest(Some(t)),
+                Rewind::All => {}
+            }
+
+            let candles = self.query(&series, from, None).await?;
+            let closing = if close_all {
+                candles.len()
+            } else {
+                candles.len().saturating_sub(1)
+            };
+            let rewinding = from.is_some() && from != next_open;
+            if closing == 0 && !rewinding && !fresh {
+                return Ok(Advanced::default());
+            }
+            let mut set = match (from, &state) {
+                (Some(_), Some(s)) if !rewinding => s.set.clone(),
+                (Some(f), _) => self
+                    .candle_before(&series, f)
+                    .await?
+                    .and_then(|c| c.snapshot)
+                    .and_then(|s| serde_json::from_str::<IndicatorSet>(&s).ok())
+                    .filter(|s| s.price == price)
+                    .unwrap_or_else(|| IndicatorSet::new(price)),
+                (None, _) => IndicatorSet::new(price),
+            };
+
+            let mut computed = Vec::with_capacity(closing);
+            for c in &candles[..closing] {
+                let k = &c.candle;
+                let values = set.update(&Ohlc {
+                    open: k.open,
+                    high: k.high,
+                    low: k.low,
+                    close: k.close,
+                });
+                let snapshot = serde_json::to_string(&set).map_err(|e| e.to_string())?;
+                computed.push((k.start, k.close, values, snapshot));
+            }
+            let new_last = computed.last().map(|c| c.0).max(last_closed);
+            let first = computed.first().map(|c| c.0);
+            let committed = version + 1;
+            if !self
+                .commit_state(&series, &set, new_last, first, version, committed)
+                .await?
+            {
+                self.counts.conflicts.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let writes: Vec<_> = computed
+                .iter()
+                .map(|(start, _, values, snapshot)| {
+                    self.write_values(&series, *start, values, snapshot, committed)
+                })
+                .collect();
+            let results: Vec<Result<(), String>> = futures::stream::iter(writes)
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+            results.into_iter().collect::<Result<(), String>>()?;
+            self.clear_pending(&series, committed).await?;
+            let newly = computed
+                .iter()
+                .filter(|c| last_closed.is_none_or(|l| c.0 > l))
+                .count();
+            return Ok(Advanced {
+                closed: newly,
+                recomputed: computed.len() - newly,
+                last: computed.last().map(|c| (c.0, c.1, c.2)),
+            });
+        }
+        Err(format!(
+            "advancing the indicators of {series}: lost the race {MAX_CONFLICTS} times in a row"
+        ))
+    }
+
+    /// Step 3: the new state, if the stored version is still `expected`.
+    async fn commit_state(
+        &self,
+        series: &str,
+        set: &IndicatorSet,
+        last_closed: Option<Timestamp>,
+        pending: Option<Timestamp>,
+        expected: u64,
+        version: u64,
+    ) -> Result<bool, String> {
+        let state = serde_json::to_string(set).map_err(|e| e.to_string())?;
+        let result = send_with_retry(&self.retry, || {
+            self.counts.state_writes.fetch_add(1, Ordering::Relaxed);
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.state_table)
+                .item("series", AttributeValue::S(series.to_owned()))
+                .item("state", AttributeValue::S(state.clone()))
+                .item("version", AttributeValue::N(version.to_string()))
+                .condition_expression("attribute_not_exists(#v) OR #v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()));
+            if let Some(t) = last_closed {
+                put = put.item("last_closed", AttributeValue::S(t.to_string()));
+            }
+            if let Some(t) = pending {
+                put = put.item("pending", AttributeValue::S(t.to_string()));
+            }
+            put.send()
+        })
+        .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SendError::Condition) => Ok(false),
+            Err(SendError::Failed(e)) => Err(format!("writing the indicator state of {series}: {e}")),
+        }
+    }
+
+    /// Step 4: a closed candle's values and the states after it, unless a newer version wrote them.
+    async fn write_values(
+        &self,
+        series: &str,
+        start: Timestamp,
+        values: &IndicatorValues,
+        snapshot: &str,
+        version: u64,
+    ) -> Result<(), String> {
+        let values = serde_json::to_string(values).map_err(|e| e.to_string())?;
+        let result = send_with_retry(&self.retry, || {
+            self.counts.value_writes.fetch_add(1, Ordering::Relaxed);
+            self.client
+                .update_item()
+                .table_name(&self.candles_table)
+                .key("series", AttributeValue::S(series.to_owned()))
+                .key("start", AttributeValue::S(start_key(start)))
+                .update_expression("SET #i = :i, #s = :s, #iv = :v")
+                .condition_expression(
+                    "attribute_exists(#w) AND (attribute_not_exists(#iv) OR #iv <= :v)",
+                )
+                .expression_attribute_names("#i", "indicators")
+                .expression_attribute_names("#s", "snapshot")
+                .expression_attribute_names("#iv", "indicators_version")
+                .expression_attribute_names("#w", "weight")
+                .expression_attribute_values(":i", AttributeValue::S(values.clone()))
+                .expression_attribute_values(":s", AttributeValue::S(snapshot.to_owned()))
+                .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
+                .send()
+        })
+        .await;
+        match result {
+            Ok(_) | Err(SendError::Condition) => Ok(()),
+            Err(SendError::Failed(e)) => Err(format!(
+                "writing the indicators of {series} {}: {e}",
+                start_key(start)
+            )),
+        }
+    }
+
+    /// Step 5: the values are all written; nobody needs to redo them.
+    async fn clear_pending(&self, series: &str, version: u64) -> Result<(), String> {
+        let result = send_with_retry(&self.retry, || {
+            self.counts.state_writes.fetch_add(1, Ordering::Relaxed);
+            self.client
+                .update_item()
+                .table_name(&self.state_table)
+                .key("series", AttributeValue::S(series.to_owned()))
+                .update_expression("REMOVE #p SET #v = :next")
+                .condition_expression("#v = :v")
+                .expression_attribute_names("#p", "pending")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
+                .expression_attribute_values(":next", AttributeValue::N((version + 1).to_string()))
+                .send()
+        })
+        .await;
+        match result {
+            // Another writer committed since: its pending mark covers what this one wrote.
+            Ok(_) | Err(SendError::Condition) => Ok(()),
+            Err(SendError::Failed(e)) => Err(format!("clearing the pending mark of {series}: {e}")),
+        }
+    }
+}
+
+/// What bringing one symbol's candles up to date did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesReport {
+    pub symbol: String,
+    pub interval: Interval,
+    pub advanced: Advanced,
+}
+
+/// What a batch's candle updates came to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CandleOutcome {
+    pub series: Vec<SeriesReport>,
+    /// Symbols whose candles or indicators could not be brought up to date, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+impl CandleStore {
+    /// Writes the M1 candles a batch changed (symbol, candle, weight), rolls up their M30 and H1
+    /// candles, and advances the indicators of every series touched. Symbols run concurrently,
+    /// each through those three steps in turn.
+    pub async fn update(&self, minutes: Vec<(String, Candle, u64)>) -> CandleOutcome {
+        let mut by_symbol: HashMap<String, Vec<(Candle, u64)>> = HashMap::new();
+        for (symbol, candle, weight) in minutes {
+            by_symbol.entry(symbol).or_default().push((candle, weight));
+        }
+        let jobs: Vec<_> = by_symbol
+            .into_iter()
+            .map(|(symbol, candles)| async move {
+                let result = self.update_symbol(&symbol, &candles).await;
+                (symbol, result)
+            })
+            .collect();
+        let results: Vec<_> = futures::stream::iter(jobs)
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut outcome = CandleOutcome::default();
+        for (symbol, result) in results {
+            match result {
+                Ok(series) => outcome.series.extend(series),
+                Err(e) => outcome.failed.push((symbol, e)),
+            }
+        }
+        outcome.series.sort_by(|a, b| (&a.symbol, a.interval).cmp(&(&b.symbol, b.interval)));
+        outcome
+    }
+
+    async fn update_symbol(
+        &self,
+        symbol: &str,
+        minutes: &[(Candle, u64)],
+    ) -> Result<Vec<SeriesReport>, String> {
+        let writes = minutes
+            .iter()
+            .map(|(c, w)| self.put_candle(symbol, Interval::M1, c, *w));
+        futures::future::try_join_all(writes).await?;
+        // Every candle this batch tried to change counts as changed, written or not: a refused
+        // write means another writer got there with more, and a retry after a crash must still
+        // redo what the first try may not have finished.
+        let mut changed: Vec<(Interval, Timestamp)> = Vec::new();
+        for (c, _) in minutes {
+            for interval in Interval::ALL {
+                let start = interval.bucket(c.start);
+                if !changed.contains(&(interval, start)) {
+                    changed.push((interval, start));
+                }
+            }
+        }
+        let rollups = changed
+            .iter()
+            .filter(|(i, _)| *i != Interval::M1)
+            .map(|(i, start)| self.roll_up(symbol, *i, *start));
+        futures::future::try_join_all(rollups).await?;
+        let advances = Interval::ALL.map(|interval| {
+            let earliest = changed
+                .iter()
+                .filter(|(i, _)| *i == interval)
+                .map(|(_, s)| *s)
+                .min();
+            async move {
+                self.advance(symbol, interval, Rewind::Changed(earliest), None, false)
+                    .await
+                    .map(|advanced| SeriesReport {
+                        symbol: symbol.to_owned(),
+                        interval,
+                        advanced,
+                    })
+            }
+        });
+        futures::future::try_join_all(advances).await
+    }
+}
+
+impl StoredCandle {
+    /// A candle item as read from the table (by a query, a scan or a stream), with its series.
+    pub fn from_item(item: &Item) -> Option<(String, StoredCandle)> {
+        Some((text(item, "series")?.to_owned(), stored_candle(item)?))
+    }
+}
+
+fn stored_candle(item: &Item) -> Option<StoredCandle> {
+    let start = Timestamp::parse(text(item, "start")?).ok()?;
+    let candle = Candle {
+        start,
+        open: number(item, "open")?,
+        high: number(item, "high")?,
+        low: number(item, "low")?,
+        close: number(item, "close")?,
+        open_at: Timestamp::parse(text(item, "open_at")?).ok()?,
+        close_at: Timestamp::parse(text(item, "close_at")?).ok()?,
+        ticks: number(item, "ticks")?,
+        volume: number(item, "volume")?,
+    };
+    Some(StoredCandle {
+        candle,
+        weight: number(item, "weight")?,
+        values: text(item, "indicators").and_then(|s| serde_json::from_str(s).ok()),
+        snapshot: text(item, "snapshot").map(str::to_owned),
+    })
+}
+
+fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)?.as_s().ok().map(String::as_str)
+}
+
+fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_in_time_order() {
+        let t = Timestamp::from_micros(1_704_080_700_000_000);
+        assert_eq!(series_key("TCS.NS", Interval::M30), "TCS.NS#M30");
+        assert_eq!(start_key(t), "2024-01-01 03:45:00");
+    }
+}
