@@ -2,21 +2,17 @@
 //! event-source mapping (events built as AWS builds them, `ReportBatchItemFailures` honoured: a
 //! batch resumes from the first failed record, as the mapping's checkpoint does).
 
+use crate::generator::tick_record;
 use crate::poller::{Invoker, dead_letter_batch};
 use crate::progress::Progress;
 use anyhow::{Context, Result};
 use aws_sdk_kinesis::error::DisplayErrorContext;
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use aws_sdk_kinesis::types::ShardIteratorType;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wtc_aws::retry::{Attempt, classify};
-use wtc_aws::{DeadLetterQueue, RetryPolicy};
+use wtc_aws::{DeadLetterQueue, KinesisPublisher};
 use wtc_core::event::{KinesisEvent, KinesisEventRecord};
 use wtc_core::{SourceEvent, Tick};
-
-/// PutRecords takes at most 500 records a call.
-const PUT_RECORDS_LIMIT: usize = 500;
 
 /// Puts ticks on a stream (partition key: the pair), retrying the entries Kinesis did not take.
 pub async fn put_ticks(
@@ -25,54 +21,11 @@ pub async fn put_ticks(
     ticks: &[Tick],
     progress: &Progress,
 ) -> Result<u64> {
-    for chunk in ticks.chunks(PUT_RECORDS_LIMIT) {
-        let mut pending: Vec<PutRecordsRequestEntry> = chunk
-            .iter()
-            .map(|t| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(&t.pair)
-                    .data(Blob::new(t.to_json()))
-                    .build()
-            })
-            .collect::<Result<_, _>>()?;
-        let mut backoff = RetryPolicy::default().backoff();
-        loop {
-            let attempt: Result<(), Attempt<String>> = async {
-                let out = client
-                    .put_records()
-                    .stream_name(stream)
-                    .set_records(Some(pending.clone()))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                let failed: Vec<PutRecordsRequestEntry> = out
-                    .records()
-                    .iter()
-                    .zip(&pending)
-                    .filter(|(r, _)| r.error_code().is_some())
-                    .map(|(_, e)| e.clone())
-                    .collect();
-                Progress::add(&progress.produced, (pending.len() - failed.len()) as u64);
-                if failed.is_empty() {
-                    return Ok(());
-                }
-                pending = failed;
-                Err(Attempt::Retry(format!(
-                    "{} records not accepted (throttled)",
-                    pending.len()
-                )))
-            }
-            .await;
-            match attempt {
-                Ok(()) => break,
-                Err(failure) => backoff
-                    .after(failure)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("putting records on {stream}: {e}"))?,
-            }
-        }
-    }
-    Ok(ticks.len() as u64)
+    let records: Vec<_> = ticks.iter().map(tick_record).collect();
+    let accepted = |n| Progress::add(&progress.produced, n);
+    Ok(KinesisPublisher::new(client.clone(), stream.to_owned())
+        .publish(&records, &accepted)
+        .await?)
 }
 
 /// Settings named after the Kinesis event-source mapping's.

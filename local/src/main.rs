@@ -187,14 +187,12 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
             args.ticks
         };
         println!("generating {} ticks (seed {})", thousands(count), args.seed);
-        let producer = tick_producer(&stack.kafka_brokers)?;
-        let topic = names.tick_topic.clone();
+        let producer = tick_producer(&stack.kafka_brokers, &names.tick_topic)?;
         let progress = progress.clone();
         let seed = args.seed;
         Some(tokio::spawn(async move {
             let result = produce_ticks(
                 &producer,
-                &topic,
                 ForexSimulator::new(seed).take(count as usize),
                 &progress,
             )

@@ -23,10 +23,9 @@ fn ticks(seed: u64, n: usize) -> Vec<Tick> {
 async fn produced_ticks_reach_the_table_with_exact_values() {
     let h = Harness::start("produced").await.unwrap();
     let ticks = ticks(11, 3_000);
-    let producer = tick_producer(&h.stack.kafka_brokers).unwrap();
+    let producer = tick_producer(&h.stack.kafka_brokers, &h.names.tick_topic).unwrap();
     let sent = produce_ticks(
         &producer,
-        &h.names.tick_topic,
         ticks.clone().into_iter(),
         &Progress::default(),
     )
@@ -89,10 +88,9 @@ async fn resent_tick_is_stored_once() {
     // The producer resends the last 50 ticks after a restart: same ticks, new offsets.
     let mut sent = ticks.clone();
     sent.extend_from_slice(&ticks[350..]);
-    let producer = tick_producer(&h.stack.kafka_brokers).unwrap();
+    let producer = tick_producer(&h.stack.kafka_brokers, &h.names.tick_topic).unwrap();
     produce_ticks(
         &producer,
-        &h.names.tick_topic,
         sent.into_iter(),
         &Progress::default(),
     )
@@ -383,10 +381,9 @@ async fn kinesis_event_of(h: &Harness, ticks: &[Tick]) -> SourceEvent {
 async fn kafka_batches_that_fail_every_retry_go_to_the_dead_letter_queue_and_are_committed() {
     let h = Harness::start("kafka-failures").await.unwrap();
     let ticks = ticks(19, 40);
-    let producer = tick_producer(&h.stack.kafka_brokers).unwrap();
+    let producer = tick_producer(&h.stack.kafka_brokers, &h.names.tick_topic).unwrap();
     produce_ticks(
         &producer,
-        &h.names.tick_topic,
         ticks.into_iter(),
         &Progress::default(),
     )

@@ -5,6 +5,7 @@
 pub mod candles;
 pub mod config;
 pub mod dead_letters;
+pub mod publish;
 pub mod retry;
 pub mod schema;
 pub mod ticks;
@@ -12,5 +13,6 @@ pub mod ticks;
 pub use candles::{CandleOutcome, CandleStore};
 pub use config::{ConfigError, load_sdk_config, required_env};
 pub use dead_letters::DeadLetterQueue;
+pub use publish::{KinesisPublisher, OutRecord, PublishError};
 pub use retry::RetryPolicy;
 pub use ticks::{TickStore, TickWriteOutcome};

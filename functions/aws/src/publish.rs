@@ -1,0 +1,247 @@
+//! Publishers: records onto a Kinesis stream (PutRecords within its limits, entries it did not
+//! take retried) or a Kafka topic (one idempotent, batching producer; never one send per round
+//! trip). The Kafka side is behind the `kafka` feature, so consumers never link librdkafka.
+
+use crate::retry::{Attempt, RetryPolicy, classify};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+
+/// PutRecords takes at most 500 records a call...
+pub const PUT_RECORDS_LIMIT: usize = 500;
+/// ...and at most 5 MiB a call, partition keys included.
+pub const PUT_RECORDS_BYTES: usize = 5 * 1024 * 1024;
+
+/// One record to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRecord {
+    /// The Kafka key.
+    pub key: String,
+    /// The Kinesis partition key (records with the same one stay in order on one shard).
+    pub partition_key: String,
+    pub value: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("publishing to {destination}: {reason}")]
+pub struct PublishError {
+    pub destination: String,
+    pub reason: String,
+}
+
+/// Calls of at most 500 records and 5 MiB each.
+pub fn put_records_chunks(records: &[OutRecord]) -> Vec<&[OutRecord]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, r) in records.iter().enumerate() {
+        let size = r.partition_key.len() + r.value.len();
+        if i > start && (i - start == PUT_RECORDS_LIMIT || bytes + size > PUT_RECORDS_BYTES) {
+            chunks.push(&records[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < records.len() {
+        chunks.push(&records[start..]);
+    }
+    chunks
+}
+
+#[derive(Debug, Clone)]
+pub struct KinesisPublisher {
+    client: aws_sdk_kinesis::Client,
+    stream: String,
+    retry: RetryPolicy,
+}
+
+impl KinesisPublisher {
+    pub fn new(client: aws_sdk_kinesis::Client, stream: String) -> Self {
+        Self {
+            client,
+            stream,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Puts every record; `accepted` hears how many each call took. Returns the count put.
+    pub async fn publish(
+        &self,
+        records: &[OutRecord],
+        accepted: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64, PublishError> {
+        let error = |reason: String| PublishError {
+            destination: format!("stream {}", self.stream),
+            reason,
+        };
+        for chunk in put_records_chunks(records) {
+            let mut pending: Vec<PutRecordsRequestEntry> = chunk
+                .iter()
+                .map(|r| {
+                    PutRecordsRequestEntry::builder()
+                        .partition_key(&r.partition_key)
+                        .data(Blob::new(r.value.as_bytes()))
+                        .build()
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| error(e.to_string()))?;
+            let mut backoff = self.retry.backoff();
+            loop {
+                let attempt: Result<(), Attempt<String>> = async {
+                    let out = self
+                        .client
+                        .put_records()
+                        .stream_name(&self.stream)
+                        .set_records(Some(pending.clone()))
+                        .send()
+                        .await
+                        .map_err(classify)?;
+                    let failed: Vec<PutRecordsRequestEntry> = out
+                        .records()
+                        .iter()
+                        .zip(&pending)
+                        .filter(|(r, _)| r.error_code().is_some())
+                        .map(|(_, e)| e.clone())
+                        .collect();
+                    accepted((pending.len() - failed.len()) as u64);
+                    if failed.is_empty() {
+                        return Ok(());
+                    }
+                    pending = failed;
+                    Err(Attempt::Retry(format!(
+                        "{} records not accepted (throttled)",
+                        pending.len()
+                    )))
+                }
+                .await;
+                match attempt {
+                    Ok(()) => break,
+                    Err(failure) => backoff.after(failure).await.map_err(error)?,
+                }
+            }
+        }
+        Ok(records.len() as u64)
+    }
+}
+
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaPublisher, producer_config};
+
+#[cfg(feature = "kafka")]
+mod kafka {
+    use super::{OutRecord, PublishError};
+    use futures::StreamExt;
+    use futures::stream::FuturesUnordered;
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::util::Timeout;
+    use std::time::Duration;
+
+    /// Records awaiting their acknowledgement at once.
+    const IN_FLIGHT: usize = 20_000;
+
+    /// An idempotent producer that batches: librdkafka groups messages per partition for up to
+    /// `linger.ms`, so a burst goes out in few requests.
+    pub fn producer_config(brokers: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("batch.size", "1000000")
+            .set("compression.type", "none")
+            .set("message.timeout.ms", "60000");
+        config
+    }
+
+    #[derive(Clone)]
+    pub struct KafkaPublisher {
+        producer: FutureProducer,
+        topic: String,
+    }
+
+    impl KafkaPublisher {
+        pub fn new(config: &ClientConfig, topic: String) -> Result<Self, PublishError> {
+            let producer = config.create().map_err(|e| PublishError {
+                destination: format!("topic {topic}"),
+                reason: format!("creating the producer: {e}"),
+            })?;
+            Ok(Self { producer, topic })
+        }
+
+        pub fn topic(&self) -> &str {
+            &self.topic
+        }
+
+        /// Sends every record and waits for each acknowledgement (`acked` hears each one).
+        /// Returns the count sent.
+        pub async fn publish(
+            &self,
+            records: impl IntoIterator<Item = OutRecord>,
+            acked: &(dyn Fn(u64) + Sync),
+        ) -> Result<u64, PublishError> {
+            let error = |e: rdkafka::error::KafkaError| PublishError {
+                destination: format!("topic {}", self.topic),
+                reason: e.to_string(),
+            };
+            let mut pending = FuturesUnordered::new();
+            let mut sent = 0u64;
+            for record in records {
+                if pending.len() >= IN_FLIGHT
+                    && let Some(result) = pending.next().await
+                {
+                    let result: Result<(), rdkafka::error::KafkaError> = result;
+                    result.map_err(error)?;
+                    acked(1);
+                }
+                pending.push(async move {
+                    let sent: Result<(), rdkafka::error::KafkaError> = self
+                        .producer
+                        .send(
+                            FutureRecord::to(&self.topic)
+                                .key(record.key.as_bytes())
+                                .payload(record.value.as_bytes()),
+                            Timeout::After(Duration::from_secs(60)),
+                        )
+                        .await
+                        .map(|_| ())
+                        .map_err(|(e, _)| e);
+                    sent
+                });
+                sent += 1;
+            }
+            while let Some(result) = pending.next().await {
+                result.map_err(error)?;
+                acked(1);
+            }
+            Ok(sent)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(value_len: usize) -> OutRecord {
+        OutRecord {
+            key: "k".into(),
+            partition_key: "p".into(),
+            value: "x".repeat(value_len),
+        }
+    }
+
+    #[test]
+    fn calls_stay_within_500_records_and_5_mib() {
+        let many = vec![record(10); 1_201];
+        let sizes: Vec<usize> = put_records_chunks(&many).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [500, 500, 201]);
+        let big = vec![record(900 * 1024); 13];
+        let chunks = put_records_chunks(&big);
+        assert_eq!(chunks.iter().map(|c| c.len()).collect::<Vec<_>>(), [5, 5, 3]);
+        for c in chunks {
+            let bytes: usize = c.iter().map(|r| r.value.len() + r.partition_key.len()).sum();
+            assert!(bytes <= PUT_RECORDS_BYTES);
+        }
+        assert!(put_records_chunks(&[]).is_empty());
+    }
+}
