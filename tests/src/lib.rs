@@ -1,6 +1,8 @@
 //! A harness for end-to-end tests: a real broker (tansu) and a real AWS endpoint (moto) on free
 //! loopback ports, the tick pipeline's resources, and readers of what ended up stored.
 
+pub mod yahoo;
+
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -8,9 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use wtc_core::event::{KafkaEvent, KafkaRecord, SELF_MANAGED_KAFKA_EVENT_SOURCE, encode_base64};
 use wtc_aws::candles::{StoredCandle, series_key};
 use wtc_core::candles::{Candle, CandleFold, Interval};
+use wtc_core::event::{KafkaEvent, KafkaRecord, SELF_MANAGED_KAFKA_EVENT_SOURCE, encode_base64};
 use wtc_core::indicators::{IndicatorSet, IndicatorValues, Ohlc, Price};
 use wtc_core::time::Timestamp;
 use wtc_core::{DeadLetter, SourceEvent, Tick};
@@ -330,7 +332,10 @@ pub fn with_indicators(
 ) -> CandleView {
     let mut series: BTreeMap<String, Vec<Candle>> = BTreeMap::new();
     for ((symbol, interval, _), c) in candles {
-        series.entry(series_key(&symbol, interval)).or_default().push(c);
+        series
+            .entry(series_key(&symbol, interval))
+            .or_default()
+            .push(c);
     }
     let mut out = CandleView::new();
     for (key, list) in series {

@@ -29,8 +29,11 @@ async fn late_and_redelivered_ticks_leave_candles_and_indicators_as_one_clean_pa
     let h = Harness::start("candles-late").await.unwrap();
     // About 42 simulated minutes of both pairs: enough closed M1 candles for every indicator.
     let all = ticks(21, 10_000);
-    let (late, on_time): (Vec<_>, Vec<_>) =
-        all.iter().cloned().enumerate().partition(|(i, _)| i % 13 == 5);
+    let (late, on_time): (Vec<_>, Vec<_>) = all
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| i % 13 == 5);
     let late: Vec<Tick> = late.into_iter().map(|(_, t)| t).collect();
     let on_time: Vec<Tick> = on_time.into_iter().map(|(_, t)| t).collect();
 
@@ -81,7 +84,12 @@ async fn fetched_bars_replace_the_candles_ticks_were_forming() {
     // The latest price, once a minute, for 40 minutes; then the bars of the first 38 (one batch
     // delivered twice): the last two minutes keep the candles their ticks formed.
     let ticks: Vec<Tick> = (0..40)
-        .map(|m| market.tick("TCS.NS", Timestamp::from_micros(minute(m).micros() + 5_000_000)))
+        .map(|m| {
+            market.tick(
+                "TCS.NS",
+                Timestamp::from_micros(minute(m).micros() + 5_000_000),
+            )
+        })
         .collect();
     let bars: Vec<_> = (0..38).map(|m| market.bar("TCS.NS", minute(m))).collect();
     h.function
@@ -95,11 +103,18 @@ async fn fetched_bars_replace_the_candles_ticks_were_forming() {
     };
     for event in [records(0, 20), records(20, 38), records(20, 38)] {
         let report = h.function.handle(&kafka_event(&event)).await.report;
-        assert_eq!((report.bars, report.failed, report.rejected), (event.len(), 0, 0));
+        assert_eq!(
+            (report.bars, report.failed, report.rejected),
+            (event.len(), 0, 0)
+        );
     }
 
     let mut m1: Vec<Candle> = bars.iter().map(|b| b.candle()).collect();
-    m1.extend(ticks[38..].iter().map(|t| Candle::from_tick(Interval::M1, t)));
+    m1.extend(
+        ticks[38..]
+            .iter()
+            .map(|t| Candle::from_tick(Interval::M1, t)),
+    );
     let mut fold = CandleFold::default();
     for c in &m1 {
         for interval in Interval::ALL {

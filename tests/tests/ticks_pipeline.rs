@@ -24,13 +24,9 @@ async fn produced_ticks_reach_the_table_with_exact_values() {
     let h = Harness::start("produced").await.unwrap();
     let ticks = ticks(11, 3_000);
     let producer = tick_producer(&h.stack.kafka_brokers, &h.names.tick_topic).unwrap();
-    let sent = produce_ticks(
-        &producer,
-        ticks.clone().into_iter(),
-        &Progress::default(),
-    )
-    .await
-    .unwrap();
+    let sent = produce_ticks(&producer, ticks.clone().into_iter(), &Progress::default())
+        .await
+        .unwrap();
     assert_eq!(sent, 3_000);
 
     let progress = h
@@ -89,13 +85,9 @@ async fn resent_tick_is_stored_once() {
     let mut sent = ticks.clone();
     sent.extend_from_slice(&ticks[350..]);
     let producer = tick_producer(&h.stack.kafka_brokers, &h.names.tick_topic).unwrap();
-    produce_ticks(
-        &producer,
-        sent.into_iter(),
-        &Progress::default(),
-    )
-    .await
-    .unwrap();
+    produce_ticks(&producer, sent.into_iter(), &Progress::default())
+        .await
+        .unwrap();
     let progress = h
         .poll_until_processed("e2e-resent", 450, WITHIN)
         .await
@@ -382,13 +374,9 @@ async fn kafka_batches_that_fail_every_retry_go_to_the_dead_letter_queue_and_are
     let h = Harness::start("kafka-failures").await.unwrap();
     let ticks = ticks(19, 40);
     let producer = tick_producer(&h.stack.kafka_brokers, &h.names.tick_topic).unwrap();
-    produce_ticks(
-        &producer,
-        ticks.into_iter(),
-        &Progress::default(),
-    )
-    .await
-    .unwrap();
+    produce_ticks(&producer, ticks.into_iter(), &Progress::default())
+        .await
+        .unwrap();
     let broken = Arc::new(ProcessTicks {
         store: TickStore::new(
             h.dynamo.clone(),

@@ -229,7 +229,10 @@ impl CandleStore {
             }
         }
         match candle {
-            Some(c) => self.put_candle(symbol, interval, &c, weight).await.map(|_| ()),
+            Some(c) => self
+                .put_candle(symbol, interval, &c, weight)
+                .await
+                .map(|_| ()),
             None => Ok(()),
         }
     }
@@ -348,12 +351,13 @@ impl CandleStore {
             let state = self.read_state(&series).await?;
             let version = state.as_ref().map_or(0, |s| s.version);
             let last_closed = state.as_ref().and_then(|s| s.last_closed);
-            let next_open = last_closed.map(|t| Timestamp::from_micros(t.micros() + interval.micros()));
+            let next_open =
+                last_closed.map(|t| Timestamp::from_micros(t.micros() + interval.micros()));
             let price = price
                 .or(state.as_ref().map(|s| s.set.price))
                 .unwrap_or(self.default_price);
-            let fresh = rewind == Rewind::All
-                || state.as_ref().is_some_and(|s| s.set.price != price);
+            let fresh =
+                rewind == Rewind::All || state.as_ref().is_some_and(|s| s.set.price != price);
             // The first candle to compute; `None` = the start of the series.
             let mut from = if fresh { None } else { next_open };
             let mut earliest = |t: Option<Timestamp>| {
@@ -476,7 +480,9 @@ impl CandleStore {
         match result {
             Ok(_) => Ok(true),
             Err(SendError::Condition) => Ok(false),
-            Err(SendError::Failed(e)) => Err(format!("writing the indicator state of {series}: {e}")),
+            Err(SendError::Failed(e)) => {
+                Err(format!("writing the indicator state of {series}: {e}"))
+            }
         }
     }
 
@@ -545,6 +551,51 @@ impl CandleStore {
     }
 }
 
+impl CandleStore {
+    /// The series whose state carries a pending mark: a writer committed a state and may not
+    /// have written every value it computed.
+    pub async fn pending_series(&self) -> Result<Vec<(String, Interval)>, String> {
+        let mut out = Vec::new();
+        let mut page_start: Option<Item> = None;
+        loop {
+            let page = send_with_retry(&self.retry, || {
+                self.client
+                    .scan()
+                    .table_name(&self.state_table)
+                    .filter_expression("attribute_exists(#p)")
+                    .expression_attribute_names("#p", "pending")
+                    .projection_expression("#s")
+                    .expression_attribute_names("#s", "series")
+                    .set_exclusive_start_key(page_start.clone())
+                    .send()
+            })
+            .await
+            .map_err(|e| format!("scanning {} for pending series: {e:?}", self.state_table))?;
+            for item in page.items() {
+                if let Some(parsed) = text(item, "series").and_then(parse_series_key) {
+                    out.push(parsed);
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => page_start = Some(key.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+/// `TCS.NS#M30` back to its symbol and interval.
+pub fn parse_series_key(key: &str) -> Option<(String, Interval)> {
+    let (symbol, interval) = key.rsplit_once('#')?;
+    let interval = match interval {
+        "M1" => Interval::M1,
+        "M30" => Interval::M30,
+        "H1" => Interval::H1,
+        _ => return None,
+    };
+    Some((symbol.to_owned(), interval))
+}
+
 /// What bringing one symbol's candles up to date did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesReport {
@@ -588,7 +639,9 @@ impl CandleStore {
                 Err(e) => outcome.failed.push((symbol, e)),
             }
         }
-        outcome.series.sort_by(|a, b| (&a.symbol, a.interval).cmp(&(&b.symbol, b.interval)));
+        outcome
+            .series
+            .sort_by(|a, b| (&a.symbol, a.interval).cmp(&(&b.symbol, b.interval)));
         outcome
     }
 
@@ -683,5 +736,13 @@ mod tests {
         let t = Timestamp::from_micros(1_704_080_700_000_000);
         assert_eq!(series_key("TCS.NS", Interval::M30), "TCS.NS#M30");
         assert_eq!(start_key(t), "2024-01-01 03:45:00");
+        for interval in Interval::ALL {
+            let key = series_key("EURUSD=X", interval);
+            assert_eq!(
+                parse_series_key(&key),
+                Some(("EURUSD=X".to_owned(), interval))
+            );
+        }
+        assert_eq!(parse_series_key("TCS.NS#M5"), None);
     }
 }

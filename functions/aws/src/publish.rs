@@ -237,9 +237,15 @@ mod tests {
         assert_eq!(sizes, [500, 500, 201]);
         let big = vec![record(900 * 1024); 13];
         let chunks = put_records_chunks(&big);
-        assert_eq!(chunks.iter().map(|c| c.len()).collect::<Vec<_>>(), [5, 5, 3]);
+        assert_eq!(
+            chunks.iter().map(|c| c.len()).collect::<Vec<_>>(),
+            [5, 5, 3]
+        );
         for c in chunks {
-            let bytes: usize = c.iter().map(|r| r.value.len() + r.partition_key.len()).sum();
+            let bytes: usize = c
+                .iter()
+                .map(|r| r.value.len() + r.partition_key.len())
+                .sum();
             assert!(bytes <= PUT_RECORDS_BYTES);
         }
         assert!(put_records_chunks(&[]).is_empty());

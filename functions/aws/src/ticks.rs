@@ -584,14 +584,20 @@ mod tests {
     #[test]
     fn ledger_sum_counts_each_identity_once() {
         let minute = Timestamp::from_micros(1_704_067_200_000_000);
-        let (v, candle) = ledger_sum(&ledger(&["00570000:1738300000", "01082000:1000000000"]), minute);
+        let (v, candle) = ledger_sum(
+            &ledger(&["00570000:1738300000", "01082000:1000000000"]),
+            minute,
+        );
         let sum = MidSum {
             mid_sum_nanos: 2_738_300_000,
             ticks: 2,
         };
         assert_eq!((v.sum, v.entries), (sum, 2));
         let candle = candle.expect("a candle");
-        assert_eq!((candle.open, candle.close, candle.high, candle.low), (1.7383, 1.0, 1.7383, 1.0));
+        assert_eq!(
+            (candle.open, candle.close, candle.high, candle.low),
+            (1.7383, 1.0, 1.7383, 1.0)
+        );
         assert_eq!(candle.open_at.to_string(), "2024-01-01 00:00:00.570000");
         // One tick sent twice with different prices: it counts once, at the lower mid, and the
         // extra entry still makes this a newer version of the sum.
@@ -608,6 +614,9 @@ mod tests {
             ticks: 2,
         };
         assert_eq!((v.sum, v.entries), (sum, 3));
-        assert_eq!(ledger_sum(&HashMap::new(), minute), (Versioned::default(), None));
+        assert_eq!(
+            ledger_sum(&HashMap::new(), minute),
+            (Versioned::default(), None)
+        );
     }
 }

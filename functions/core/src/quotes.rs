@@ -41,13 +41,17 @@ pub struct Bar {
 pub enum BarRejection {
     #[error("not a bar: {0}")]
     Shape(String),
-    #[error("field `symbol` must be 1 to {MAX_SYMBOL_LEN} printable characters without spaces, found {0:?}")]
+    #[error(
+        "field `symbol` must be 1 to {MAX_SYMBOL_LEN} printable characters without spaces, found {0:?}"
+    )]
     Symbol(String),
     #[error("field `start` must be the start of a minute, found {0}")]
     NotAMinute(Timestamp),
     #[error("field `{field}` must be a positive finite price up to {MAX_PRICE}, found {value}")]
     Price { field: &'static str, value: f64 },
-    #[error("prices out of order: low {low} <= open {open}, close {close} <= high {high} must hold")]
+    #[error(
+        "prices out of order: low {low} <= open {open}, close {close} <= high {high} must hold"
+    )]
     Range {
         open: f64,
         high: f64,
@@ -86,7 +90,8 @@ impl Bar {
                 return Err(BarRejection::Price { field, value });
             }
         }
-        let ordered = self.low <= self.open.min(self.close) && self.open.max(self.close) <= self.high;
+        let ordered =
+            self.low <= self.open.min(self.close) && self.open.max(self.close) <= self.high;
         if !ordered {
             return Err(BarRejection::Range {
                 open: self.open,
@@ -306,7 +311,9 @@ mod tests {
         let decoded = Bar::decode(bar.to_json().as_bytes());
         assert_eq!(decoded, Ok(bar.clone()));
         assert_eq!(bar.key(), "\"RELIANCE.NS-2024-01-01 03:45\"");
-        assert!(bar.to_json().starts_with(r#"{"symbol":"RELIANCE.NS","start":"2024-01-01 03:45:00.000000","open":"#));
+        assert!(bar.to_json().starts_with(
+            r#"{"symbol":"RELIANCE.NS","start":"2024-01-01 03:45:00.000000","open":"#
+        ));
         match MarketRecord::decode(bar.to_json().as_bytes()) {
             Ok(MarketRecord::Bar(b)) => assert_eq!(b, bar),
             other => panic!("{other:?}"),
@@ -316,20 +323,45 @@ mod tests {
     #[test]
     fn bad_bars_say_why() {
         let cases = [
-            (r#"{"symbol":"X","start":"2024-01-01 03:45:30.000000","open":1,"high":1,"low":1,"close":1,"volume":0}"#, "start of a minute"),
-            (r#"{"symbol":"X","start":"2024-01-01 03:45:00.000000","open":1,"high":0.5,"low":1,"close":1,"volume":0}"#, "out of order"),
-            (r#"{"symbol":"X","start":"2024-01-01 03:45:00.000000","open":-1,"high":1,"low":1,"close":1,"volume":0}"#, "field `open`"),
-            (r#"{"symbol":"X","start":"2024-01-01 03:45:00.000000","open":1,"high":1,"low":1,"close":1}"#, "missing field `volume`"),
-            (r#"{"symbol":"X","start":"2024-01-01 03:45:00.000000","open":1,"high":1,"low":1,"close":1,"volume":-3}"#, "invalid value"),
-            (r#"{"symbol":"A B","start":"2024-01-01 03:45:00.000000","open":1,"high":1,"low":1,"close":1,"volume":3}"#, "field `symbol`"),
-            (r#"{"symbol":"X","start":"2024-01-01 03:45:00.000000","open":1,"high":1,"low":1,"close":1,"volume":3,"extra":1}"#, "unknown field `extra`"),
+            (
+                r#"{"symbol":"X","start":"2024-01-01 03:45:30.000000","open":1,"high":1,"low":1,"close":1,"volume":0}"#,
+                "start of a minute",
+            ),
+            (
+                r#"{"symbol":"X","start":"2024-01-01 03:45:00.000000","open":1,"high":0.5,"low":1,"close":1,"volume":0}"#,
+                "out of order",
+            ),
+            (
+                r#"{"symbol":"X","start":"2024-01-01 03:45:00.000000","open":-1,"high":1,"low":1,"close":1,"volume":0}"#,
+                "field `open`",
+            ),
+            (
+                r#"{"symbol":"X","start":"2024-01-01 03:45:00.000000","open":1,"high":1,"low":1,"close":1}"#,
+                "missing field `volume`",
+            ),
+            (
+                r#"{"symbol":"X","start":"2024-01-01 03:45:00.000000","open":1,"high":1,"low":1,"close":1,"volume":-3}"#,
+                "invalid value",
+            ),
+            (
+                r#"{"symbol":"A B","start":"2024-01-01 03:45:00.000000","open":1,"high":1,"low":1,"close":1,"volume":3}"#,
+                "field `symbol`",
+            ),
+            (
+                r#"{"symbol":"X","start":"2024-01-01 03:45:00.000000","open":1,"high":1,"low":1,"close":1,"volume":3,"extra":1}"#,
+                "unknown field `extra`",
+            ),
         ];
         for (json, reason) in cases {
-            let err = MarketRecord::decode(json.as_bytes()).expect_err(json).to_string();
+            let err = MarketRecord::decode(json.as_bytes())
+                .expect_err(json)
+                .to_string();
             assert!(err.contains(reason), "{json}: {err}");
         }
         // Without `symbol`, a record must be a tick, and says what a tick lacks.
-        let err = MarketRecord::decode(br#"{"price": 1}"#).expect_err("no shape").to_string();
+        let err = MarketRecord::decode(br#"{"price": 1}"#)
+            .expect_err("no shape")
+            .to_string();
         assert!(err.contains("unknown field `price`"), "{err}");
     }
 
@@ -361,7 +393,13 @@ mod tests {
         // Consecutive bars join up: a minute opens where the one before closed.
         let next = market.bar("TCS.NS", Timestamp::from_micros(start.micros() + MINUTE));
         assert!((next.open - bar.close).abs() < 1e-3, "{bar:?} {next:?}");
-        let tick = market.tick("TCS.NS", Timestamp::from_micros(start.micros() + MINUTE + 5));
-        assert_eq!((tick.bid, tick.ask, tick.spread), (bar.close, bar.close, 0.0));
+        let tick = market.tick(
+            "TCS.NS",
+            Timestamp::from_micros(start.micros() + MINUTE + 5),
+        );
+        assert_eq!(
+            (tick.bid, tick.ask, tick.spread),
+            (bar.close, bar.close, 0.0)
+        );
     }
 }

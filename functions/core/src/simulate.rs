@@ -61,8 +61,7 @@ impl Iterator for ForexSimulator {
 
 /// The reference generator's Kafka key: the JSON string `"PAIR-YYYY-MM-DD HH:MM"` (quotes included).
 pub fn kafka_key(tick: &Tick) -> String {
-    let minute = &tick.timestamp.to_seconds_string()[..16];
-    format!("\"{}-{}\"", tick.pair, minute)
+    crate::quotes::minute_key(&tick.pair, tick.timestamp)
 }
 
 #[cfg(test)]

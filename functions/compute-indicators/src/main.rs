@@ -1,0 +1,16 @@
+use compute_indicators::ComputeIndicators;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    wtc_aws::config::init_tracing();
+    let function = ComputeIndicators::from_env().await?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
+        let function = &function;
+        async move {
+            let outcomes = function.handle(&event.payload).await?;
+            Ok::<_, Error>(serde_json::to_value(&outcomes)?)
+        }
+    }))
+    .await
+}
