@@ -302,8 +302,10 @@ mod tests {
         let p = YahooProvider::new("http://127.0.0.1:9/base/", Duration::from_secs(1))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            p.url("^NSEI").map(|u| u.to_string()).ok(),
-            Some("http://127.0.0.1:9/base/v8/finance/chart/%5ENSEI?interval=1m&range=1d".into())
+            p.url("A/B C#").map(|u| u.to_string()).ok(),
+            Some(
+                "http://127.0.0.1:9/base/v8/finance/chart/A%2FB%20C%23?interval=1m&range=1d".into()
+            )
         );
         assert!(
             p.url("EURUSD=X")
