@@ -1,8 +1,9 @@
 //! The local runner's parts, shared with the end-to-end tests: tools, the stack, provisioning,
-//! the tick generator and the event-source poller.
+//! the tick generator, the quote fetcher and the event-source poller.
 
 pub mod generator;
 pub mod kinesis;
+pub mod market;
 pub mod poller;
 pub mod progress;
 pub mod provision;

@@ -6,8 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use fetch_quotes::yahoo::{self, YahooProvider};
+use fetch_quotes::{FetchQuotes, Provider, Publisher};
+use wtc_core::quotes::SimulatedMarket;
 use wtc_core::simulate::{FULL_RUN_TICKS, ForexSimulator};
 use wtc_local::generator::{produce_ticks, tick_producer};
+use wtc_local::market::{candle_table, fetch_live, replay_session};
 use wtc_local::poller::{Invoker, KafkaPoller, PollerOptions};
 use wtc_local::progress::{Progress, report_every, thousands};
 use wtc_local::provision::{Names, process_ticks, provision_ticks};
@@ -83,6 +87,26 @@ struct UpArgs {
     /// Longest wait to fill a batch, in milliseconds (MaximumBatchingWindowInSeconds).
     #[arg(long, default_value_t = 500)]
     batching_window_ms: u64,
+    /// Where fetch-quotes gets quotes: a seeded simulated market, or the Yahoo Finance chart API
+    /// (needs internet; fetched live every minute).
+    #[arg(long, value_enum, default_value_t = QuoteSource::Simulated)]
+    provider: QuoteSource,
+    /// Symbols fetch-quotes follows (Yahoo's names).
+    #[arg(long, value_delimiter = ',', default_value = fetch_quotes::DEFAULT_SYMBOLS)]
+    symbols: Vec<String>,
+    /// Simulated trading minutes replayed from the NSE open (09:15 IST, 2024-01-01); 0 runs no
+    /// quote fetcher.
+    #[arg(long, default_value_t = 60)]
+    market_minutes: u32,
+    /// Fetch even when a symbol's market is closed.
+    #[arg(long)]
+    ignore_market_hours: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum QuoteSource {
+    Simulated,
+    Yahoo,
 }
 
 #[tokio::main]
@@ -139,17 +163,20 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
     let sdk = stack.sdk_config().await;
     let provisioned = provision_ticks(&stack.kafka_brokers, &sdk, &names).await?;
     println!(
-        "topic {} (12 partitions), stream {}, tables {} and {}, dead-letter queue {}",
+        "topic {} (12 partitions), stream {}, tables {}, {}, {} and {}, dead-letter queue {}",
         names.tick_topic,
         names.tick_stream,
         names.ticks_table,
         names.rates_table,
+        names.candles_table,
+        names.indicator_state_table,
         provisioned.dead_letter_queue_url
     );
 
     let function = process_ticks(&sdk, &names, &provisioned);
     let dead_letters = function.dead_letters.clone();
     let store = function.store.clone();
+    let candles = function.candles.clone();
     let invoker = match &args.invoke_url {
         Some(url) => {
             println!("invoking process-ticks over HTTP at {url}");
@@ -201,6 +228,7 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
             result
         }))
     };
+    let market = start_market(args, &stack.kafka_brokers, &names, &progress, &stop)?;
     if !args.exit_when_done {
         println!("press Ctrl-C to stop");
     }
@@ -214,7 +242,7 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
         tokio::spawn(async move { report_every(&progress, Duration::from_secs(1), &stop).await })
     };
 
-    let outcome = wait(args, &progress, generator, &poll_task).await;
+    let outcome = wait(args, &progress, generator, market, &poll_task).await;
     stop.store(true, Ordering::Relaxed);
     let poll_result = poll_task.await.context("the poller panicked")?;
     let _ = report_task.await;
@@ -222,22 +250,93 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
     let s = progress.snapshot();
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "summary: produced {} | processed {} | stored {} | duplicates {} | rejected {} | failed {} | {} batches in {:.1}s ({}/s)",
+        "summary: produced {} | processed {} | stored {} | duplicates {} | rejected {} | failed {} | bars {} \
+         | candles closed {} | {} batches in {:.1}s ({}/s)",
         thousands(s.produced),
         thousands(s.processed),
         thousands(s.stored),
         thousands(s.duplicates),
         thousands(s.rejected),
         thousands(s.failed),
+        thousands(s.bars),
+        thousands(s.candles_closed),
         thousands(s.batches),
         secs,
         thousands((s.processed as f64 / secs.max(1e-3)) as u64),
     );
     if args.invoke_url.is_none() && s.processed > 0 {
         println!("{}", store.request_counts().per_thousand(s.processed));
+        println!("{}", candles.request_counts().per_thousand(s.processed));
+    }
+    if s.processed > 0 {
+        let mut symbols: Vec<String> = wtc_core::simulate::PAIRS
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect();
+        if args.market_minutes > 0 || args.provider == QuoteSource::Yahoo {
+            symbols.extend(args.symbols.iter().cloned());
+        }
+        match candle_table(&candles, &symbols).await {
+            Ok(table) => print!("{table}"),
+            Err(e) => println!("reading the candles back failed: {e:#}"),
+        }
     }
     outcome?;
     poll_result
+}
+
+/// Starts fetch-quotes in this process: a simulated session replayed at once, or live fetches
+/// from Yahoo every minute. `None` when there is nothing to fetch.
+fn start_market(
+    args: &UpArgs,
+    brokers: &str,
+    names: &Names,
+    progress: &Arc<Progress>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Option<tokio::task::JoinHandle<Result<()>>>> {
+    let provider = match args.provider {
+        QuoteSource::Simulated if args.market_minutes == 0 => return Ok(None),
+        QuoteSource::Simulated => Provider::Simulated(SimulatedMarket::new(args.seed)),
+        QuoteSource::Yahoo => Provider::Yahoo(
+            YahooProvider::new(yahoo::DEFAULT_BASE_URL, Duration::from_secs(5))
+                .map_err(anyhow::Error::msg)?,
+        ),
+    };
+    let fetch = FetchQuotes {
+        provider,
+        publisher: Publisher::Kafka(tick_producer(brokers, &names.tick_topic)?),
+        symbols: args.symbols.clone(),
+        lookback: Duration::from_secs(if args.provider == QuoteSource::Yahoo {
+            300
+        } else {
+            60
+        }),
+        ignore_market_hours: args.ignore_market_hours,
+    };
+    let (progress, stop) = (progress.clone(), stop.clone());
+    let (simulated, minutes, once) = (
+        args.provider == QuoteSource::Simulated,
+        args.market_minutes,
+        args.exit_when_done,
+    );
+    if simulated {
+        println!(
+            "fetch-quotes: {} on a simulated market, {minutes} trading minutes from 2024-01-01 09:15 IST",
+            args.symbols.join(", ")
+        );
+    } else {
+        println!(
+            "fetch-quotes: {} from Yahoo Finance, every minute",
+            args.symbols.join(", ")
+        );
+    }
+    Ok(Some(tokio::spawn(async move {
+        if simulated {
+            replay_session(&fetch, minutes, &progress).await.map(|_| ())
+        } else {
+            fetch_live(&fetch, &progress, &stop, once).await
+        }
+    })))
 }
 
 /// Waits for Ctrl-C (or SIGTERM), a failed generator or poller, or, with --exit-when-done, the end
@@ -246,6 +345,7 @@ async fn wait(
     args: &UpArgs,
     progress: &Progress,
     mut generator: Option<tokio::task::JoinHandle<Result<u64>>>,
+    mut market: Option<tokio::task::JoinHandle<Result<()>>>,
     poller: &tokio::task::JoinHandle<Result<()>>,
 ) -> Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -273,6 +373,14 @@ async fn wait(
                 thousands(sent)
             );
         }
+        if let Some(handle) = &mut market
+            && handle.is_finished()
+        {
+            let result = handle.await.context("the quote fetcher panicked")?;
+            market = None;
+            result.context("the quote fetcher failed")?;
+            progress.market_done.store(true, Ordering::Relaxed);
+        }
         if !args.exit_when_done {
             continue;
         }
@@ -285,6 +393,7 @@ async fn wait(
             s.processed > 0 && idle_since.elapsed() >= Duration::from_secs(args.idle_secs)
         } else {
             generator.is_none()
+                && market.is_none()
                 && progress.generator_done.load(Ordering::Relaxed)
                 && s.processed >= s.produced
         };

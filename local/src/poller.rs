@@ -117,6 +117,8 @@ impl Invocation {
             Progress::add(&progress.stored, r.stored as u64);
             Progress::add(&progress.duplicates, r.duplicates as u64);
             Progress::add(&progress.rejected, r.rejected as u64);
+            Progress::add(&progress.bars, r.bars as u64);
+            Progress::add(&progress.candles_closed, r.candles_closed as u64);
         }
     }
 }

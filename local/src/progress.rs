@@ -15,7 +15,13 @@ pub struct Progress {
     /// Records sent to the dead-letter queue because their batch failed every retry.
     pub failed: AtomicU64,
     pub batches: AtomicU64,
+    /// Fetched 1-minute bars written as candles.
+    pub bars: AtomicU64,
+    /// Candles whose indicators were computed as they closed.
+    pub candles_closed: AtomicU64,
     pub generator_done: AtomicBool,
+    /// The quote fetcher has published all it will (simulated runs end; live ones do not).
+    pub market_done: AtomicBool,
 }
 
 /// A copy of the counters at one instant.
@@ -28,6 +34,8 @@ pub struct Snapshot {
     pub rejected: u64,
     pub failed: u64,
     pub batches: u64,
+    pub bars: u64,
+    pub candles_closed: u64,
 }
 
 impl Progress {
@@ -40,6 +48,8 @@ impl Progress {
             rejected: self.rejected.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
+            bars: self.bars.load(Ordering::Relaxed),
+            candles_closed: self.candles_closed.load(Ordering::Relaxed),
         }
     }
 
@@ -67,7 +77,8 @@ impl Snapshot {
         let secs = elapsed.as_secs_f64().max(1e-3);
         let rate = |now: u64, then: u64| thousands(((now - then) as f64 / secs).round() as u64);
         format!(
-            "produced {} ({}/s) | processed {} ({}/s) | stored {} ({}/s) | duplicates {} | rejected {} | failed {}",
+            "produced {} ({}/s) | processed {} ({}/s) | stored {} ({}/s) | duplicates {} | rejected {} | failed {} \
+             | bars {} | candles closed {}",
             thousands(self.produced),
             rate(self.produced, before.produced),
             thousands(self.processed),
@@ -77,6 +88,8 @@ impl Snapshot {
             thousands(self.duplicates),
             thousands(self.rejected),
             thousands(self.failed),
+            thousands(self.bars),
+            thousands(self.candles_closed),
         )
     }
 }

@@ -173,18 +173,23 @@ impl FetchQuotes {
     /// Fetches every symbol, publishes what came back, reports per symbol.
     pub async fn run(&self, now: Timestamp) -> Result<FetchReport, RunError> {
         let since = Timestamp::from_micros(now.micros() - self.lookback.as_micros() as i64);
-        let jobs = self.symbols.iter().map(|symbol| async move {
-            let market = Market::of(symbol);
-            // A run just after the close still publishes the session's last bar.
-            let just_before = Timestamp::from_micros(now.micros() - 60_000_000);
-            if !self.ignore_market_hours && !market.is_open(now) && !market.is_open(just_before) {
-                return (symbol.clone(), Ok(None));
-            }
-            (
-                symbol.clone(),
-                self.provider.fetch(symbol, now, since).await.map(Some),
-            )
-        });
+        let jobs: Vec<_> = self
+            .symbols
+            .iter()
+            .map(|symbol| async move {
+                let market = Market::of(symbol);
+                // A run just after the close still publishes the session's last bar.
+                let just_before = Timestamp::from_micros(now.micros() - 60_000_000);
+                if !self.ignore_market_hours && !market.is_open(now) && !market.is_open(just_before)
+                {
+                    return (symbol.clone(), Ok(None));
+                }
+                (
+                    symbol.clone(),
+                    self.provider.fetch(symbol, now, since).await.map(Some),
+                )
+            })
+            .collect();
         let results: Vec<_> = futures::stream::iter(jobs)
             .buffered(CONCURRENCY)
             .collect()

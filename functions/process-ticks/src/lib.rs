@@ -24,6 +24,7 @@ pub const FUNCTION: &str = "process-ticks";
 
 /// What one batch came to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BatchReport {
     pub records: usize,
     pub stored: usize,
