@@ -88,31 +88,54 @@ fn listening(port: u16) -> bool {
 }
 
 #[test]
-fn a_finite_run_stores_every_generated_tick_and_stops_everything() {
+fn the_default_run_stores_every_record_and_shows_candles_with_indicators() {
     let (kafka_port, aws_port) = (free_port().unwrap(), free_port().unwrap());
-    let out = runner(
-        &[
-            "--ticks",
-            "1500",
-            "--exit-when-done",
-            "--batching-window-ms",
-            "200",
-        ],
-        kafka_port,
-        aws_port,
-    )
-    .output()
-    .unwrap();
+    let out = runner(&["--exit-when-done"], kafka_port, aws_port)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "runner failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // 20,000 forex ticks, and 60 simulated minutes of five symbols: a bar and a tick each.
     assert!(
-        stdout.contains("summary: produced 1,500 | processed 1,500 | stored 1,500 | duplicates 0 | rejected 0 | failed 0"),
+        stdout.contains(
+            "summary: produced 20,600 | processed 20,600 | stored 20,300 | duplicates 0 | rejected 0 | failed 0 | bars 300"
+        ),
         "{stdout}"
     );
+    // Stock and forex series, each with at least 30 minutes of candles and every indicator on
+    // its newest closed candle.
+    for symbol in [
+        "MRVZAR",
+        "WAKMRV",
+        "RELIANCE.NS",
+        "TCS.NS",
+        "INFY.NS",
+        "HDFCBANK.NS",
+        "EURUSD=X",
+    ] {
+        let at = stdout
+            .find(&format!("  {symbol:<12} M1 "))
+            .unwrap_or_else(|| panic!("no candles for {symbol}:\n{stdout}"));
+        let block: Vec<&str> = stdout[at..].lines().take(2).collect();
+        let m1: usize = block[0]
+            .split_whitespace()
+            .nth(2)
+            .and_then(|n| n.trim_end_matches(',').parse().ok())
+            .unwrap_or(0);
+        assert!(m1 >= 30, "{symbol}: {m1} M1 candles\n{stdout}");
+        assert!(
+            block[0].contains("M30 ") && block[0].contains("H1 "),
+            "{block:?}"
+        );
+        assert!(
+            block[1].contains("rsi14 ") && !block[1].contains(" - "),
+            "{symbol} lacks an indicator: {block:?}"
+        );
+    }
     assert!(stdout.contains("stopped tansu, moto_server"), "{stdout}");
     assert!(
         !listening(kafka_port) && !listening(aws_port),
@@ -130,6 +153,8 @@ fn an_unchanged_kafka_python_producer_is_consumed_and_stored() {
             "--exit-when-done",
             "--idle-secs",
             "3",
+            "--market-minutes",
+            "0",
         ],
         kafka_port,
         aws_port,
@@ -165,7 +190,11 @@ fn an_unchanged_kafka_python_producer_is_consumed_and_stored() {
 #[test]
 fn ctrl_c_prints_a_summary_and_stops_everything() {
     let (kafka_port, aws_port) = (free_port().unwrap(), free_port().unwrap());
-    let mut running = Running::start(runner(&["--ticks", "500"], kafka_port, aws_port));
+    let mut running = Running::start(runner(
+        &["--ticks", "500", "--market-minutes", "0"],
+        kafka_port,
+        aws_port,
+    ));
     running.wait_for("press Ctrl-C to stop", Duration::from_secs(180));
     running.wait_for("processed 500 ", Duration::from_secs(180));
     let status = Command::new("kill")
