@@ -297,6 +297,16 @@ impl FetchQuotes {
                         config.set(key.to_ascii_lowercase().replace('_', "."), value);
                     }
                 }
+                // SASL credentials from Secrets Manager ({"username": ..., "password": ...}),
+                // the secret the event-source mapping reads too.
+                if let Some(arn) = var("KAFKA_SECRET_ARN") {
+                    let sdk = wtc_aws::load_sdk_config().await;
+                    let (username, password) =
+                        kafka_credentials(&aws_sdk_secretsmanager::Client::new(&sdk), &arn).await?;
+                    config
+                        .set("sasl.username", username)
+                        .set("sasl.password", password);
+                }
                 Publisher::Kafka(KafkaPublisher::new(&config, topic).map_err(|e| {
                     ConfigError::Invalid {
                         name: "KAFKA_BROKERS",
@@ -327,6 +337,40 @@ impl FetchQuotes {
             ignore_market_hours: var("MARKET_HOURS").as_deref() == Some("ignore"),
         })
     }
+}
+
+/// The username and password in a Secrets Manager secret.
+async fn kafka_credentials(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<(String, String), ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "KAFKA_SECRET_ARN",
+        reason,
+    };
+    let secret = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            invalid(format!(
+                "reading the secret: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    #[derive(Deserialize)]
+    struct Credentials {
+        username: String,
+        password: String,
+    }
+    let c: Credentials =
+        serde_json::from_str(secret.secret_string().unwrap_or_default()).map_err(|e| {
+            invalid(format!(
+                "the secret must be {{\"username\": ..., \"password\": ...}}: {e}"
+            ))
+        })?;
+    Ok((c.username, c.password))
 }
 
 /// The instant a run is for: the scheduled event's `time` (`2024-01-01T03:46:00Z`), or now.
