@@ -244,7 +244,12 @@ impl Atr {
         range = range.max((previous - low).abs());
         let n = self.period as f64;
         let value = match self.value {
-            None => self.seed.update(range)?,
+            None => {
+                let first = self.seed.update(range)?;
+                // Seeded: the window is not needed again, and states are stored per candle.
+                self.seed = Sma::new(self.period);
+                first
+            }
             Some(v) => (v * (n - 1.0) + range) / n,
         };
         self.value = Some(value);
@@ -541,3 +546,4 @@ mod tests {
         }
     }
 }
+
