@@ -8,7 +8,8 @@
 //! of its inputs, with a version (`weight`) that only grows as its inputs do, and a write is
 //! refused unless it carries a greater weight than the stored one.
 //! - M1 from ticks: rebuilt from the minute's ledger (every distinct tick with its mid, see
-//!   `ticks`), weight = the ledger's entries.
+//!   `ticks`), weight = the ledger's entries; it keeps the tick count and the mids' sum (1e-9
+//!   units), so the minute's mean mid is exact.
 //! - M1 from a fetched bar: the bar as it is, with weight `BAR_WEIGHT`, above any tick count, so the
 //!   exchange's bar replaces the candle the latest-price ticks were forming, and ticks never
 //!   overwrite it. The same bar fetched again is the same write.
@@ -57,7 +58,7 @@ const CONCURRENCY: usize = 8;
 type Item = HashMap<String, AttributeValue>;
 
 /// Every attribute of a candle item but its snapshot (names bound where the query is built).
-const CANDLE_ATTRIBUTES: &str = "#series, #start, #o, #h, #l, #c, #oa, #ca, #t, #v, #w, #i";
+const CANDLE_ATTRIBUTES: &str = "#series, #start, #o, #h, #l, #c, #oa, #ca, #t, #m, #v, #w, #i";
 
 /// `RELIANCE.NS#M1`: the partition of one series.
 pub fn series_key(symbol: &str, interval: Interval) -> String {
@@ -194,7 +195,12 @@ impl CandleStore {
                 .key("start", AttributeValue::S(start_key(candle.start)))
                 .update_expression(
                     "SET #o = :o, #h = :h, #l = :l, #c = :c, #oa = :oa, #ca = :ca, #t = :t, \
-                     #v = :v, #w = :w",
+                     #m = :m, #v = :v, #w = :w",
+                )
+                .expression_attribute_names("#m", "mid_sum_nanos")
+                .expression_attribute_values(
+                    ":m",
+                    AttributeValue::N(candle.mid_sum_nanos.to_string()),
                 )
                 .expression_attribute_names("#oa", "open_at")
                 .expression_attribute_names("#ca", "close_at")
@@ -289,6 +295,7 @@ impl CandleStore {
                     .expression_attribute_names("#l", "low")
                     .expression_attribute_names("#c", "close")
                     .expression_attribute_names("#t", "ticks")
+                    .expression_attribute_names("#m", "mid_sum_nanos")
                     .expression_attribute_names("#v", "volume")
                     .expression_attribute_names("#w", "weight")
                     .expression_attribute_names("#oa", "open_at")
@@ -743,6 +750,7 @@ fn stored_candle(item: &Item) -> Option<StoredCandle> {
         open_at: Timestamp::parse(text(item, "open_at")?).ok()?,
         close_at: Timestamp::parse(text(item, "close_at")?).ok()?,
         ticks: number(item, "ticks")?,
+        mid_sum_nanos: number(item, "mid_sum_nanos")?,
         volume: number(item, "volume")?,
     };
     Some(StoredCandle {

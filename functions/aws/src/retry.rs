@@ -58,7 +58,7 @@ impl RetryPolicy {
 /// The attempts of one operation. After each failure, `after` pauses and returns `Ok` to try
 /// again, or gives the error back when it is final or the attempts are used up:
 ///
-/// ```ignore
+/// ```text
 /// let mut backoff = policy.backoff();
 /// let out = loop {
 ///     match call().await.map_err(classify) {

@@ -46,8 +46,10 @@ pub struct Candle {
     pub close: f64,
     pub open_at: Timestamp,
     pub close_at: Timestamp,
-    /// Ticks folded in (for candles from bars: the bars' own counts, or 1 a bar).
+    /// Ticks folded in (a fetched bar counts none: it carries its volume instead).
     pub ticks: u64,
+    /// The sum of those ticks' mid prices in 1e-9 units: with `ticks`, the exact mean mid.
+    pub mid_sum_nanos: i128,
     /// Traded volume, from fetched bars (ticks carry none).
     pub volume: f64,
 }
@@ -64,13 +66,17 @@ impl Candle {
             open_at: at,
             close_at: at,
             ticks: 1,
+            mid_sum_nanos: 0,
             volume,
         }
     }
 
     /// A candle from one tick's mid price.
     pub fn from_tick(interval: Interval, tick: &Tick) -> Self {
-        Self::point(interval, tick.timestamp, tick.mid(), 0.0)
+        Candle {
+            mid_sum_nanos: i128::from(tick.mid_nanos()),
+            ..Self::point(interval, tick.timestamp, tick.mid(), 0.0)
+        }
     }
 
     /// The M1 candle of the ticks of one minute, given as (timestamp, mid in nano-units): what a
@@ -78,7 +84,10 @@ impl Candle {
     pub fn from_mids(mids: impl IntoIterator<Item = (Timestamp, i64)>) -> Option<Candle> {
         let mut candle: Option<Candle> = None;
         for (at, mid) in mids {
-            let point = Candle::point(Interval::M1, at, nanos_to_price(mid), 0.0);
+            let point = Candle {
+                mid_sum_nanos: i128::from(mid),
+                ..Candle::point(Interval::M1, at, nanos_to_price(mid), 0.0)
+            };
             match &mut candle {
                 Some(c) => c.merge(&point),
                 None => candle = Some(point),
@@ -101,6 +110,7 @@ impl Candle {
         self.high = self.high.max(other.high);
         self.low = self.low.min(other.low);
         self.ticks += other.ticks;
+        self.mid_sum_nanos += other.mid_sum_nanos;
         self.volume += other.volume;
     }
 

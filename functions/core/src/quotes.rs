@@ -113,7 +113,7 @@ impl Bar {
         minute_key(&self.symbol, self.start)
     }
 
-    /// The bar as an M1 candle (volume kept; it counts as one tick).
+    /// The bar as an M1 candle (volume kept; no ticks).
     pub fn candle(&self) -> Candle {
         let close_at = Timestamp::from_micros(self.start.micros() + MINUTE - 1);
         Candle {
@@ -124,7 +124,8 @@ impl Bar {
             close: self.close,
             open_at: self.start,
             close_at,
-            ticks: 1,
+            ticks: 0,
+            mid_sum_nanos: 0,
             volume: self.volume as f64,
         }
     }
