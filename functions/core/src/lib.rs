@@ -1,6 +1,7 @@
 //! Domain logic of the streaming platform: pure and synchronous, no I/O.
 
 pub mod candles;
+pub mod cdr;
 pub mod dead_letter;
 pub mod event;
 pub mod indicators;

@@ -1,0 +1,1138 @@
+//! Call detail records: the curriculum's CSV files, their rows, and the records they become.
+//!
+//! Files are `cdr_data_YYYYMMDD_HHMMSS.csv` and `cdr_voice_YYYYMMDD_HHMMSS.csv`, with a header row:
+//! - data: `msisdn,tower_id,up_bytes,down_bytes,data_type,ip_address,website_url,event_datetime`
+//! - voice: `msisdn,tower_id,call_type,dest_nr,call_duration_sec,start_time`
+//!
+//! Each valid row is published as one record whose value is a CSV line: the kind, the row's
+//! identity (source object, its content hash such as the ETag, line number), then the row's fields
+//! as in the file, e.g. `data,cdr_data_20240101_000320.csv,9b2c…,2,9724515726732,1800,787119,…`.
+//! The identity makes the same file uploaded twice the same rows; CSV keeps decoding cheap.
+
+use crate::time::{Timestamp, TimestampError};
+use std::fmt;
+
+/// The two kinds of CDR file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CdrKind {
+    Data,
+    Voice,
+}
+
+impl CdrKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CdrKind::Data => "data",
+            CdrKind::Voice => "voice",
+        }
+    }
+
+    /// The header row of this kind's files.
+    pub fn header(self) -> &'static str {
+        match self {
+            CdrKind::Data => {
+                "msisdn,tower_id,up_bytes,down_bytes,data_type,ip_address,website_url,event_datetime"
+            }
+            CdrKind::Voice => "msisdn,tower_id,call_type,dest_nr,call_duration_sec,start_time",
+        }
+    }
+
+    /// The topic its records go to.
+    pub fn topic(self) -> &'static str {
+        match self {
+            CdrKind::Data => "cdr-data",
+            CdrKind::Voice => "cdr-voice",
+        }
+    }
+
+    fn fields(self) -> usize {
+        match self {
+            CdrKind::Data => 8,
+            CdrKind::Voice => 6,
+        }
+    }
+}
+
+/// A CDR file's kind and the instant in its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CdrFile {
+    pub kind: CdrKind,
+    pub stamp: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileNameError {
+    #[error(
+        "{0:?} is not a CDR file name: expected cdr_data_YYYYMMDD_HHMMSS.csv or cdr_voice_YYYYMMDD_HHMMSS.csv"
+    )]
+    Unknown(String),
+    #[error("{name:?}: the time in the name is invalid: {error}")]
+    Stamp { name: String, error: TimestampError },
+}
+
+impl CdrFile {
+    /// Reads an object key or path (only its last segment counts).
+    pub fn from_name(key: &str) -> Result<CdrFile, FileNameError> {
+        let name = key.rsplit('/').next().unwrap_or(key);
+        let unknown = || FileNameError::Unknown(name.to_owned());
+        let (kind, rest) = if let Some(rest) = name.strip_prefix("cdr_data_") {
+            (CdrKind::Data, rest)
+        } else if let Some(rest) = name.strip_prefix("cdr_voice_") {
+            (CdrKind::Voice, rest)
+        } else {
+            return Err(unknown());
+        };
+        let stamp = rest.strip_suffix(".csv").ok_or_else(unknown)?;
+        let b = stamp.as_bytes();
+        if b.len() != 15
+            || b[8] != b'_'
+            || !b
+                .iter()
+                .enumerate()
+                .all(|(i, c)| i == 8 || c.is_ascii_digit())
+        {
+            return Err(unknown());
+        }
+        let text = format!(
+            "{}-{}-{} {}:{}:{}",
+            &stamp[0..4],
+            &stamp[4..6],
+            &stamp[6..8],
+            &stamp[9..11],
+            &stamp[11..13],
+            &stamp[13..15]
+        );
+        let stamp = Timestamp::parse(&text).map_err(|error| FileNameError::Stamp {
+            name: name.to_owned(),
+            error,
+        })?;
+        Ok(CdrFile { kind, stamp })
+    }
+
+    /// The file's name: `cdr_data_20240101_000320.csv`.
+    pub fn name(&self) -> String {
+        let (y, mo, d, h, mi, s, _) = self.stamp.civil();
+        format!(
+            "cdr_{}_{y:04}{mo:02}{d:02}_{h:02}{mi:02}{s:02}.csv",
+            self.kind.name()
+        )
+    }
+}
+
+/// `data_type` of a data CDR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DataType {
+    Video,
+    Audio,
+    Image,
+    Text,
+    Application,
+}
+
+/// `call_type` of a voice CDR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CallType {
+    Voice,
+    Video,
+}
+
+/// What a usage total counts: bytes of one data type, or seconds of one call type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UsageType {
+    Data(DataType),
+    Call(CallType),
+}
+
+impl UsageType {
+    pub const ALL: [UsageType; 7] = [
+        UsageType::Data(DataType::Video),
+        UsageType::Data(DataType::Audio),
+        UsageType::Data(DataType::Image),
+        UsageType::Data(DataType::Text),
+        UsageType::Data(DataType::Application),
+        UsageType::Call(CallType::Voice),
+        UsageType::Call(CallType::Video),
+    ];
+
+    /// `data` or `call`, as the API names it.
+    pub fn category(self) -> &'static str {
+        match self {
+            UsageType::Data(_) => "data",
+            UsageType::Call(_) => "call",
+        }
+    }
+
+    /// `video`, `audio`, ... as the files and the API name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            UsageType::Data(DataType::Video) | UsageType::Call(CallType::Video) => "video",
+            UsageType::Data(DataType::Audio) => "audio",
+            UsageType::Data(DataType::Image) => "image",
+            UsageType::Data(DataType::Text) => "text",
+            UsageType::Data(DataType::Application) => "application",
+            UsageType::Call(CallType::Voice) => "voice",
+        }
+    }
+
+    /// `bytes` or `seconds`.
+    pub fn measure(self) -> &'static str {
+        match self {
+            UsageType::Data(_) => "bytes",
+            UsageType::Call(_) => "seconds",
+        }
+    }
+
+    /// Parses `data`/`call` and the type's name.
+    pub fn from_names(category: &str, name: &str) -> Option<UsageType> {
+        UsageType::ALL
+            .into_iter()
+            .find(|u| u.category() == category && u.name() == name)
+    }
+}
+
+impl fmt::Display for UsageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.category(), self.name())
+    }
+}
+
+/// One valid row, reduced to what usage needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub at: Timestamp,
+    pub usage_type: UsageType,
+    /// Data: uploaded bytes. Calls: 0.
+    pub up: u64,
+    /// Data: downloaded bytes. Calls: 0.
+    pub down: u64,
+    /// Data: 0. Calls: the call's seconds.
+    pub seconds: u64,
+}
+
+impl Usage {
+    /// Bytes for data, seconds for calls.
+    pub fn total(&self) -> u64 {
+        match self.usage_type {
+            UsageType::Data(_) => self.up + self.down,
+            UsageType::Call(_) => self.seconds,
+        }
+    }
+
+    /// The exact cost in micro-ZAR: data 49 ZAR per 10^9 bytes (billed per byte), voice 1 ZAR a
+    /// minute (billed per second). Fractions of a micro-ZAR are carried as a remainder by the
+    /// caller's totals: this gives the cost of a total in one step, so sums stay exact.
+    pub fn cost_micro_zar(usage_type: UsageType, total: u64) -> u128 {
+        match usage_type {
+            // 49 ZAR / 1e9 bytes = 49e6 micro-ZAR / 1e9 bytes = 49 / 1000 micro-ZAR per byte.
+            UsageType::Data(_) => (u128::from(total) * 49).div_ceil(1_000),
+            // 1 ZAR / 60 s = 1e6 / 60 micro-ZAR per second.
+            UsageType::Call(_) => (u128::from(total) * 1_000_000).div_ceil(60),
+        }
+    }
+}
+
+/// Why a row was rejected: the field and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowRejection {
+    #[error("expected {expected} fields, found {found}")]
+    FieldCount { expected: usize, found: usize },
+    #[error("field `{field}` must be {rule}, found {found:?}")]
+    Field {
+        field: &'static str,
+        rule: &'static str,
+        found: String,
+    },
+    #[error("field `{field}`: {error}")]
+    Time {
+        field: &'static str,
+        error: TimestampError,
+    },
+    #[error("a quoted field is not closed")]
+    Quote,
+}
+
+const DATA_FIELDS: [&str; 8] = [
+    "msisdn",
+    "tower_id",
+    "up_bytes",
+    "down_bytes",
+    "data_type",
+    "ip_address",
+    "website_url",
+    "event_datetime",
+];
+const VOICE_FIELDS: [&str; 6] = [
+    "msisdn",
+    "tower_id",
+    "call_type",
+    "dest_nr",
+    "call_duration_sec",
+    "start_time",
+];
+
+/// Splits one CSV line (RFC 4180 quoting) into `out`; the fast path has no quotes.
+pub fn split_csv<'a>(
+    line: &'a [u8],
+    out: &mut Vec<std::borrow::Cow<'a, [u8]>>,
+) -> Result<(), RowRejection> {
+    use std::borrow::Cow;
+    out.clear();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if !line.contains(&b'"') {
+        out.extend(line.split(|&b| b == b',').map(Cow::Borrowed));
+        return Ok(());
+    }
+    let mut i = 0;
+    loop {
+        if line.get(i) == Some(&b'"') {
+            let mut field = Vec::new();
+            i += 1;
+            loop {
+                match line.get(i) {
+                    None => return Err(RowRejection::Quote),
+                    Some(b'"') if line.get(i + 1) == Some(&b'"') => {
+                        field.push(b'"');
+                        i += 2;
+                    }
+                    Some(b'"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(&b) => {
+                        field.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            out.push(Cow::Owned(field));
+            match line.get(i) {
+                None => return Ok(()),
+                Some(b',') => i += 1,
+                Some(_) => return Err(RowRejection::Quote),
+            }
+        } else {
+            let end = line[i..].iter().position(|&b| b == b',').map(|p| i + p);
+            match end {
+                Some(end) => {
+                    out.push(Cow::Borrowed(&line[i..end]));
+                    i = end + 1;
+                }
+                None => {
+                    out.push(Cow::Borrowed(&line[i..]));
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn field_error(field: &'static str, rule: &'static str, found: &[u8]) -> RowRejection {
+    RowRejection::Field {
+        field,
+        rule,
+        found: String::from_utf8_lossy(found).into_owned(),
+    }
+}
+
+/// 1 to 15 digits (E.164's longest), kept as text: leading zeros matter.
+pub fn valid_msisdn(b: &[u8]) -> bool {
+    (1..=15).contains(&b.len()) && b.iter().all(u8::is_ascii_digit)
+}
+
+fn digits(field: &'static str, b: &[u8], rule: &'static str) -> Result<u64, RowRejection> {
+    if b.is_empty() || b.len() > 19 || !b.iter().all(u8::is_ascii_digit) {
+        return Err(field_error(field, rule, b));
+    }
+    Ok(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+fn time(field: &'static str, b: &[u8]) -> Result<Timestamp, RowRejection> {
+    Timestamp::parse_bytes(b).map_err(|error| RowRejection::Time { field, error })
+}
+
+/// A validated row: the MSISDN and its usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdrRow {
+    pub msisdn: String,
+    pub usage: Usage,
+}
+
+/// Validates one row of a file of `kind` (already split into fields): every field typed and in
+/// range, the row reduced to its usage.
+pub fn validate_row(
+    kind: CdrKind,
+    fields: &[std::borrow::Cow<'_, [u8]>],
+) -> Result<CdrRow, RowRejection> {
+    if fields.len() != kind.fields() {
+        return Err(RowRejection::FieldCount {
+            expected: kind.fields(),
+            found: fields.len(),
+        });
+    }
+    let f = |i: usize| fields[i].as_ref();
+    if !valid_msisdn(f(0)) {
+        return Err(field_error("msisdn", "1 to 15 digits", f(0)));
+    }
+    digits("tower_id", f(1), "a non-negative integer")?;
+    let msisdn = String::from_utf8_lossy(f(0)).into_owned();
+    let usage = match kind {
+        CdrKind::Data => {
+            let up = digits(DATA_FIELDS[2], f(2), "a non-negative integer")?;
+            let down = digits(DATA_FIELDS[3], f(3), "a non-negative integer")?;
+            let data_type = match f(4) {
+                b"video" => DataType::Video,
+                b"audio" => DataType::Audio,
+                b"image" => DataType::Image,
+                b"text" => DataType::Text,
+                b"application" => DataType::Application,
+                other => {
+                    return Err(field_error(
+                        DATA_FIELDS[4],
+                        "one of video, audio, image, text, application",
+                        other,
+                    ));
+                }
+            };
+            let ip = std::str::from_utf8(f(5))
+                .ok()
+                .and_then(|s| s.parse::<std::net::IpAddr>().ok());
+            if ip.is_none() {
+                return Err(field_error(DATA_FIELDS[5], "an IPv4 or IPv6 address", f(5)));
+            }
+            let url = f(6);
+            if url.is_empty()
+                || url
+                    .iter()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            {
+                return Err(field_error(DATA_FIELDS[6], "a URL without spaces", url));
+            }
+            Usage {
+                at: time(DATA_FIELDS[7], f(7))?,
+                usage_type: UsageType::Data(data_type),
+                up,
+                down,
+                seconds: 0,
+            }
+        }
+        CdrKind::Voice => {
+            let call_type = match f(2) {
+                b"voice" => CallType::Voice,
+                b"video" => CallType::Video,
+                other => return Err(field_error(VOICE_FIELDS[2], "voice or video", other)),
+            };
+            if !valid_msisdn(f(3)) {
+                return Err(field_error(VOICE_FIELDS[3], "1 to 15 digits", f(3)));
+            }
+            Usage {
+                at: time(VOICE_FIELDS[5], f(5))?,
+                usage_type: UsageType::Call(call_type),
+                up: 0,
+                down: 0,
+                seconds: digits(VOICE_FIELDS[4], f(4), "a non-negative integer")?,
+            }
+        }
+    };
+    Ok(CdrRow { msisdn, usage })
+}
+
+/// Where a row came from: the object, its content hash and the line (1 is the header). The same
+/// file uploaded twice has the same hash, so its rows have the same identities.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RowId {
+    pub source: String,
+    pub etag: String,
+    pub line: u64,
+}
+
+impl RowId {
+    /// A short text that names the row among all rows: `<etag>:<line>` (the hash alone names
+    /// the content, whatever the object was called).
+    pub fn ledger_entry(&self) -> String {
+        format!("{}:{}", self.etag, self.line)
+    }
+}
+
+/// A row as published: `kind,source,etag,line,<the row's fields>`, quoted as CSV where needed.
+pub fn encode_record(kind: CdrKind, id: &RowId, fields: &[std::borrow::Cow<'_, [u8]>]) -> String {
+    let mut out = String::with_capacity(256);
+    out.push_str(kind.name());
+    for field in [
+        id.source.as_bytes(),
+        id.etag.as_bytes(),
+        id.line.to_string().as_bytes(),
+    ]
+    .into_iter()
+    .chain(fields.iter().map(|f| f.as_ref()))
+    {
+        out.push(',');
+        push_csv_field(&mut out, field);
+    }
+    out
+}
+
+fn push_csv_field(out: &mut String, field: &[u8]) {
+    let text = String::from_utf8_lossy(field);
+    if text.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&text.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(&text);
+    }
+}
+
+/// Why a published record was rejected by a consumer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordRejection {
+    #[error("not a CDR record: the first field must be `data` or `voice`")]
+    Kind,
+    #[error("field `{0}` of the record's identity is missing or invalid")]
+    Identity(&'static str),
+    #[error("{0}")]
+    Row(#[from] RowRejection),
+}
+
+/// An MSISDN as digits and their count: a number to hash and compare, and its text back with its
+/// leading zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Msisdn {
+    len: u8,
+    digits: u64,
+}
+
+impl Msisdn {
+    /// 1 to 15 digits.
+    pub fn parse(b: &[u8]) -> Option<Msisdn> {
+        if !valid_msisdn(b) {
+            return None;
+        }
+        let digits = b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        Some(Msisdn {
+            len: b.len() as u8,
+            digits,
+        })
+    }
+}
+
+impl fmt::Display for Msisdn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:0width$}", self.digits, width = usize::from(self.len))
+    }
+}
+
+/// A decoded record: its identity, its MSISDN and its usage. Borrows the record's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdrRecord<'a> {
+    pub kind: CdrKind,
+    pub source: std::borrow::Cow<'a, [u8]>,
+    pub etag: std::borrow::Cow<'a, [u8]>,
+    pub line: u64,
+    pub msisdn: Msisdn,
+    pub usage: Usage,
+}
+
+/// The fields of a record without quotes: at most 16, no allocation. Commas are found eight bytes
+/// at a time (a word's bytes equal to `,` are flagged exactly, then visited in order).
+fn split_plain(value: &[u8]) -> Option<([&[u8]; 16], usize)> {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const COMMAS: u64 = 0x2c2c_2c2c_2c2c_2c2c;
+    let mut fields: [&[u8]; 16] = [&[]; 16];
+    let mut n = 0;
+    let mut start = 0;
+    let mut cut = |at: usize, n: &mut usize, start: &mut usize| -> Option<()> {
+        *fields.get_mut(*n)? = &value[*start..at];
+        *n += 1;
+        *start = at + 1;
+        Some(())
+    };
+    let mut chunks = value.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ COMMAS;
+        let mut zeros = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
+        while zeros != 0 {
+            cut(
+                base + (zeros.trailing_zeros() / 8) as usize,
+                &mut n,
+                &mut start,
+            )?;
+            zeros &= zeros - 1;
+        }
+        base += 8;
+    }
+    for (i, &b) in chunks.remainder().iter().enumerate() {
+        if b == b',' {
+            cut(base + i, &mut n, &mut start)?;
+        }
+    }
+    *fields.get_mut(n)? = &value[start..];
+    Some((fields, n + 1))
+}
+
+impl<'a> CdrRecord<'a> {
+    /// Decodes a published record, validating what usage needs: the kind, the identity, the
+    /// MSISDN, the type, the amounts and the time (and, for data, that the address and URL are
+    /// plausible; the publisher checked them fully).
+    pub fn decode(value: &'a [u8]) -> Result<CdrRecord<'a>, RecordRejection> {
+        use std::borrow::Cow;
+        let value = value.strip_suffix(b"\n").unwrap_or(value);
+        let value = value.strip_suffix(b"\r").unwrap_or(value);
+        if memchr::memchr(b'"', value).is_some() {
+            let mut owned = Vec::with_capacity(12);
+            split_csv(value, &mut owned)?;
+            let plain: Vec<&[u8]> = owned.iter().map(|f| f.as_ref()).collect();
+            let record = Self::from_fields(&plain)?;
+            let own = |c: Cow<'_, [u8]>| Cow::Owned(c.into_owned());
+            return Ok(CdrRecord {
+                source: own(record.source),
+                etag: own(record.etag),
+                ..record
+            });
+        }
+        let (fields, n) = split_plain(value).ok_or(RowRejection::FieldCount {
+            expected: 12,
+            found: 17,
+        })?;
+        Self::from_fields(&fields[..n])
+    }
+
+    fn from_fields<'b>(f: &[&'b [u8]]) -> Result<CdrRecord<'b>, RecordRejection> {
+        use std::borrow::Cow;
+        let kind = match f.first().copied() {
+            Some(b"data") => CdrKind::Data,
+            Some(b"voice") => CdrKind::Voice,
+            _ => return Err(RecordRejection::Kind),
+        };
+        if f.len() != 4 + kind.fields() {
+            return Err(RowRejection::FieldCount {
+                expected: kind.fields(),
+                found: f.len().saturating_sub(4),
+            }
+            .into());
+        }
+        let non_empty = |i: usize, name: &'static str| {
+            Some(f[i])
+                .filter(|v| !v.is_empty())
+                .ok_or(RecordRejection::Identity(name))
+        };
+        let source = non_empty(1, "source")?;
+        let etag = non_empty(2, "etag")?;
+        let line =
+            digits("line", f[3], "a line number").map_err(|_| RecordRejection::Identity("line"))?;
+        let row = &f[4..];
+        let msisdn =
+            Msisdn::parse(row[0]).ok_or_else(|| field_error("msisdn", "1 to 15 digits", row[0]))?;
+        digits("tower_id", row[1], "a non-negative integer")?;
+        let usage = match kind {
+            CdrKind::Data => {
+                let data_type = match row[4] {
+                    b"video" => DataType::Video,
+                    b"audio" => DataType::Audio,
+                    b"image" => DataType::Image,
+                    b"text" => DataType::Text,
+                    b"application" => DataType::Application,
+                    other => {
+                        return Err(field_error(
+                            DATA_FIELDS[4],
+                            "one of video, audio, image, text, application",
+                            other,
+                        )
+                        .into());
+                    }
+                };
+                let ip = row[5];
+                if ip.is_empty()
+                    || ip.len() > 45
+                    || !ip
+                        .iter()
+                        .all(|b| b.is_ascii_hexdigit() || *b == b'.' || *b == b':')
+                {
+                    return Err(field_error(DATA_FIELDS[5], "an IPv4 or IPv6 address", ip).into());
+                }
+                if row[6].is_empty()
+                    || row[6]
+                        .iter()
+                        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+                {
+                    return Err(field_error(DATA_FIELDS[6], "a URL without spaces", row[6]).into());
+                }
+                Usage {
+                    at: time(DATA_FIELDS[7], row[7])?,
+                    usage_type: UsageType::Data(data_type),
+                    up: digits(DATA_FIELDS[2], row[2], "a non-negative integer")?,
+                    down: digits(DATA_FIELDS[3], row[3], "a non-negative integer")?,
+                    seconds: 0,
+                }
+            }
+            CdrKind::Voice => {
+                let call_type = match row[2] {
+                    b"voice" => CallType::Voice,
+                    b"video" => CallType::Video,
+                    other => {
+                        return Err(field_error(VOICE_FIELDS[2], "voice or video", other).into());
+                    }
+                };
+                if !valid_msisdn(row[3]) {
+                    return Err(field_error(VOICE_FIELDS[3], "1 to 15 digits", row[3]).into());
+                }
+                Usage {
+                    at: time(VOICE_FIELDS[5], row[5])?,
+                    usage_type: UsageType::Call(call_type),
+                    up: 0,
+                    down: 0,
+                    seconds: digits(VOICE_FIELDS[4], row[4], "a non-negative integer")?,
+                }
+            }
+        };
+        Ok(CdrRecord {
+            kind,
+            source: Cow::Borrowed(source),
+            etag: Cow::Borrowed(etag),
+            line,
+            msisdn,
+            usage,
+        })
+    }
+}
+
+/// An hourly usage item's key: (msisdn, hour, usage type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UsageKey {
+    pub msisdn: Msisdn,
+    pub hour: Timestamp,
+    pub usage_type: UsageType,
+}
+
+/// Totals of one usage item.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub up: u64,
+    pub down: u64,
+    pub seconds: u64,
+    pub records: u64,
+}
+
+impl UsageTotals {
+    pub fn add(&mut self, u: &Usage) {
+        self.up += u.up;
+        self.down += u.down;
+        self.seconds += u.seconds;
+        self.records += 1;
+    }
+
+    pub fn merge(&mut self, o: &UsageTotals) {
+        self.up += o.up;
+        self.down += o.down;
+        self.seconds += o.seconds;
+        self.records += o.records;
+    }
+}
+
+/// A row's identity within a fold: the file (an index into `UsageFold::files`) and the line.
+pub type FoldedRow = (u32, u64);
+
+/// A small, fast hasher for the fold's keys (integers and short byte strings of trusted origin:
+/// no defence against chosen collisions is needed within one batch).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FoldHasher(u64);
+
+impl std::hash::Hasher for FoldHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.write_u64(u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 56));
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+type FoldMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FoldHasher>>;
+
+/// Lines below this are remembered in a bitset per file (128 KiB at most per file).
+const BITSET_LINES: u64 = 1 << 20;
+
+/// A batch folded into usage items: each item's totals and the rows they came from, each row
+/// once (a row delivered twice in one batch is folded once). Files are interned by content hash.
+#[derive(Debug, Default, Clone)]
+pub struct UsageFold {
+    /// (source, content hash) of each file seen, by index.
+    pub files: Vec<(String, String)>,
+    file_index: FoldMap<Vec<u8>, u32>,
+    /// The file of the previous record (rows of one file tend to come together).
+    last_file: Option<u32>,
+    /// Per file, a bit per line folded (lines up to `BITSET_LINES`; beyond, `seen_far`).
+    seen: Vec<Vec<u64>>,
+    seen_far: FoldMap<FoldedRow, ()>,
+    index: FoldMap<UsageKey, u32>,
+    /// Each item's key and totals.
+    pub items: Vec<(UsageKey, UsageTotals)>,
+    /// Each folded row, with the index of its item.
+    pub rows: Vec<(u32, FoldedRow)>,
+}
+
+impl UsageFold {
+    /// A fold sized for a batch of `records`.
+    pub fn with_capacity(records: usize) -> Self {
+        Self {
+            files: Vec::new(),
+            file_index: FoldMap::default(),
+            last_file: None,
+            seen: Vec::new(),
+            seen_far: FoldMap::default(),
+            index: FoldMap::with_capacity_and_hasher(records, Default::default()),
+            items: Vec::with_capacity(records),
+            rows: Vec::with_capacity(records),
+        }
+    }
+
+    /// Folds a record in; false when its row was already folded in this batch.
+    pub fn add(&mut self, record: &CdrRecord<'_>) -> bool {
+        let same = self
+            .last_file
+            .filter(|&f| self.files[f as usize].1.as_bytes() == record.etag.as_ref());
+        let file = match same.or_else(|| self.file_index.get(record.etag.as_ref()).copied()) {
+            Some(i) => i,
+            None => {
+                let i = self.files.len() as u32;
+                self.files.push((
+                    String::from_utf8_lossy(&record.source).into_owned(),
+                    String::from_utf8_lossy(&record.etag).into_owned(),
+                ));
+                self.file_index.insert(record.etag.to_vec(), i);
+                self.seen.push(Vec::new());
+                i
+            }
+        };
+        self.last_file = Some(file);
+        if record.line < BITSET_LINES {
+            let bits = &mut self.seen[file as usize];
+            let (word, bit) = ((record.line / 64) as usize, 1u64 << (record.line % 64));
+            if bits.len() <= word {
+                bits.resize(word + 1, 0);
+            }
+            if bits[word] & bit != 0 {
+                return false;
+            }
+            bits[word] |= bit;
+        } else if self.seen_far.insert((file, record.line), ()).is_some() {
+            return false;
+        }
+        let key = UsageKey {
+            msisdn: record.msisdn,
+            hour: record.usage.at.hour_start(),
+            usage_type: record.usage.usage_type,
+        };
+        let next = self.items.len() as u32;
+        let item = *self.index.entry(key).or_insert(next);
+        if item == next {
+            self.items.push((key, UsageTotals::default()));
+        }
+        self.items[item as usize].1.add(&record.usage);
+        self.rows.push((item, (file, record.line)));
+        true
+    }
+
+    /// The rows of each item, in item order.
+    pub fn rows_by_item(&self) -> Vec<Vec<FoldedRow>> {
+        let mut out = vec![Vec::new(); self.items.len()];
+        for (item, row) in &self.rows {
+            out[*item as usize].push(*row);
+        }
+        out
+    }
+
+    /// A folded row's ledger entry (`<content hash>:<line>`), as `RowId::ledger_entry` gives.
+    pub fn ledger_entry(&self, (file, line): FoldedRow) -> String {
+        let etag = self.files.get(file as usize).map_or("", |f| f.1.as_str());
+        format!("{etag}:{line}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn fields(line: &str) -> Vec<Cow<'_, [u8]>> {
+        let mut out = Vec::new();
+        split_csv(line.as_bytes(), &mut out).unwrap_or_else(|e| panic!("{e}"));
+        out
+    }
+
+    #[test]
+    fn file_names_are_read_strictly() {
+        let f = CdrFile::from_name("upload/cdr_data_20240101_000320.csv")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(f.kind, CdrKind::Data);
+        assert_eq!(f.stamp.to_seconds_string(), "2024-01-01 00:03:20");
+        assert_eq!(f.name(), "cdr_data_20240101_000320.csv");
+        assert_eq!(
+            CdrFile::from_name("cdr_voice_20240101_000320.csv").map(|f| f.kind),
+            Ok(CdrKind::Voice)
+        );
+        for bad in [
+            "cdr_sms_20240101_000320.csv",
+            "cdr_data_20240101_000320.txt",
+            "cdr_data_2024.csv",
+            "notes.csv",
+        ] {
+            assert!(
+                matches!(CdrFile::from_name(bad), Err(FileNameError::Unknown(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            CdrFile::from_name("cdr_data_20241301_000320.csv"),
+            Err(FileNameError::Stamp { .. })
+        ));
+    }
+
+    #[test]
+    fn the_spec_examples_are_valid() {
+        let data = "9724515726732,1800,787119,662662,application,221.128.139.195,http://www.kelly-williams.biz/,2024-01-01 01:01:15.291148";
+        let row = validate_row(CdrKind::Data, &fields(data)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(row.msisdn, "9724515726732");
+        assert_eq!(row.usage.total(), 787_119 + 662_662);
+        assert_eq!(row.usage.usage_type, UsageType::Data(DataType::Application));
+        let voice = "5837025539272,724,voice,1693098090050,262,2024-01-01 01:01:29.707413";
+        let row = validate_row(CdrKind::Voice, &fields(voice)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((row.usage.seconds, row.usage.total()), (262, 262));
+        // A leading zero stays.
+        let zero = "0724515726732,1,1,2,text,::1,http://x/,2024-01-01 01:01:15";
+        assert_eq!(
+            validate_row(CdrKind::Data, &fields(zero)).map(|r| r.msisdn),
+            Ok("0724515726732".into())
+        );
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let cases = [
+            (
+                CdrKind::Data,
+                "97245x5726732,1800,1,2,text,1.2.3.4,http://x/,2024-01-01 01:01:15",
+                "`msisdn`",
+            ),
+            (
+                CdrKind::Data,
+                "9724515726732,1800,-1,2,text,1.2.3.4,http://x/,2024-01-01 01:01:15",
+                "`up_bytes`",
+            ),
+            (
+                CdrKind::Data,
+                "9724515726732,1800,1,2.5,text,1.2.3.4,http://x/,2024-01-01 01:01:15",
+                "`down_bytes`",
+            ),
+            (
+                CdrKind::Data,
+                "9724515726732,1800,1,2,email,1.2.3.4,http://x/,2024-01-01 01:01:15",
+                "`data_type`",
+            ),
+            (
+                CdrKind::Data,
+                "9724515726732,1800,1,2,text,1.2.3,http://x/,2024-01-01 01:01:15",
+                "`ip_address`",
+            ),
+            (
+                CdrKind::Data,
+                "9724515726732,1800,1,2,text,1.2.3.4,,2024-01-01 01:01:15",
+                "`website_url`",
+            ),
+            (
+                CdrKind::Data,
+                "9724515726732,1800,1,2,text,1.2.3.4,http://x/,2024-02-30 01:01:15",
+                "`event_datetime`",
+            ),
+            (
+                CdrKind::Data,
+                "9724515726732,1800,1,2,text,1.2.3.4,http://x/",
+                "expected 8 fields, found 7",
+            ),
+            (
+                CdrKind::Voice,
+                "5837025539272,724,sms,1693098090050,262,2024-01-01 01:01:29",
+                "`call_type`",
+            ),
+            (
+                CdrKind::Voice,
+                "5837025539272,724,voice,+1693098090050,262,2024-01-01 01:01:29",
+                "`dest_nr`",
+            ),
+            (
+                CdrKind::Voice,
+                "5837025539272,724,voice,1693098090050,,2024-01-01 01:01:29",
+                "`call_duration_sec`",
+            ),
+            (
+                CdrKind::Voice,
+                "5837025539272,x,voice,1693098090050,3,2024-01-01 01:01:29",
+                "`tower_id`",
+            ),
+        ];
+        for (kind, line, needle) in cases {
+            let e = validate_row(kind, &fields(line))
+                .expect_err(line)
+                .to_string();
+            assert!(e.contains(needle), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn records_carry_identity_and_fold_once_per_row() {
+        let line = "9724515726732,1800,787119,662662,application,221.128.139.195,http://www.kelly-williams.biz/,2024-01-01 01:01:15.291148";
+        let id = RowId {
+            source: "upload/cdr_data_20240101_000320.csv".into(),
+            etag: "9b2cf535".into(),
+            line: 2,
+        };
+        let value = encode_record(CdrKind::Data, &id, &fields(line));
+        assert!(
+            value.starts_with("data,upload/cdr_data_20240101_000320.csv,9b2cf535,2,9724515726732,"),
+            "{value}"
+        );
+        let r = CdrRecord::decode(value.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (r.line, r.msisdn.to_string(), r.usage.total()),
+            (2, "9724515726732".into(), 1_449_781)
+        );
+        // A source with a comma is quoted, and comes back whole.
+        let odd = RowId {
+            source: "a,b/cdr_voice_20240101_000320.csv".into(),
+            ..id.clone()
+        };
+        let voice = "0837025539272,724,voice,1693098090050,262,2024-01-01 01:01:29";
+        let value = encode_record(CdrKind::Voice, &odd, &fields(voice));
+        let r = CdrRecord::decode(value.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.source.as_ref(), b"a,b/cdr_voice_20240101_000320.csv");
+        assert_eq!(r.msisdn.to_string(), "0837025539272", "leading zero kept");
+
+        let mut fold = UsageFold::default();
+        let encoded = encode_record(CdrKind::Voice, &id, &fields(voice));
+        let first = CdrRecord::decode(encoded.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(fold.add(&first));
+        assert!(!fold.add(&first), "the same row twice folds once");
+        let (_, totals) = fold.items[0];
+        assert_eq!((totals.seconds, totals.records), (262, 1));
+        assert_eq!(fold.ledger_entry(fold.rows_by_item()[0][0]), "9b2cf535:2");
+
+        for (bad, needle) in [
+            ("sms,a,b,2,1,2,3", "first field"),
+            (
+                "voice,a,,2,0837025539272,724,voice,1693098090050,262,2024-01-01 01:01:29",
+                "`etag`",
+            ),
+            (
+                "voice,a,b,x,0837025539272,724,voice,1693098090050,262,2024-01-01 01:01:29",
+                "`line`",
+            ),
+            (
+                "voice,a,b,2,0837025539272,724,voice,1693098090050,-4,2024-01-01 01:01:29",
+                "`call_duration_sec`",
+            ),
+            (
+                "data,a,b,2,1,2,3,4,text,1.2.3.4,http://x/",
+                "expected 8 fields",
+            ),
+        ] {
+            let e = CdrRecord::decode(bad.as_bytes())
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn plain_splitting_finds_every_comma() {
+        for text in [
+            "",
+            ",",
+            "a",
+            "a,b",
+            ",,,",
+            "abcdefgh,ijklmnop,",
+            "a,bcdefghijklmnopqrstuvw,xyz,,1234567,8",
+        ] {
+            let (fields, n) = split_plain(text.as_bytes()).unwrap_or_else(|| panic!("{text}"));
+            let naive: Vec<&[u8]> = text.as_bytes().split(|&b| b == b',').collect();
+            assert_eq!(&fields[..n], naive.as_slice(), "{text:?}");
+        }
+        assert!(split_plain(&[b','; 16]).is_none(), "17 fields are too many");
+    }
+
+    #[test]
+    fn far_lines_are_folded_once_too() {
+        let value =
+            "voice,f.csv,e1,5000000,0837025539272,724,voice,1693098090050,262,2024-01-01 01:01:29";
+        let r = CdrRecord::decode(value.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let mut fold = UsageFold::default();
+        assert!(fold.add(&r));
+        assert!(!fold.add(&r));
+    }
+
+    #[test]
+    fn quoted_fields_are_unquoted() {
+        let f = fields(r#"a,"b,c","d""e",f"#);
+        let texts: Vec<&[u8]> = f.iter().map(|c| c.as_ref()).collect();
+        assert_eq!(texts, [&b"a"[..], b"b,c", b"d\"e", b"f"]);
+        let mut out = Vec::new();
+        assert_eq!(split_csv(br#"a,"b"#, &mut out), Err(RowRejection::Quote));
+    }
+
+    #[test]
+    fn costs_are_exact_micro_zar() {
+        // 1 GB of data is 49 ZAR; one minute of a call is 1 ZAR.
+        assert_eq!(
+            Usage::cost_micro_zar(UsageType::Data(DataType::Text), 1_000_000_000),
+            49_000_000
+        );
+        assert_eq!(
+            Usage::cost_micro_zar(UsageType::Call(CallType::Voice), 60),
+            1_000_000
+        );
+        assert_eq!(
+            Usage::cost_micro_zar(UsageType::Call(CallType::Voice), 1),
+            16_667
+        );
+        assert_eq!(
+            UsageType::from_names("data", "video"),
+            Some(UsageType::Data(DataType::Video))
+        );
+        assert_eq!(
+            UsageType::from_names("call", "video"),
+            Some(UsageType::Call(CallType::Video))
+        );
+        assert_eq!(UsageType::from_names("call", "text"), None);
+    }
+}
