@@ -7,7 +7,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 use wtc_aws::schema::{
-    CANDLES, INDICATOR_STATE, RATES, TICKS, TableKeys, ensure_queue, ensure_table,
+    CANDLES, INDICATOR_STATE, RATES, TICKS, TableKeys, USAGE, ensure_queue, ensure_table,
 };
 use wtc_aws::{CandleStore, DeadLetterQueue, TickStore};
 
@@ -23,6 +23,7 @@ pub struct Names {
     pub rates_table: String,
     pub candles_table: String,
     pub indicator_state_table: String,
+    pub usage_table: String,
     pub dead_letter_queue: String,
 }
 
@@ -35,6 +36,7 @@ impl Default for Names {
             rates_table: "wtc-rates".into(),
             candles_table: "wtc-candles".into(),
             indicator_state_table: "wtc-indicator-state".into(),
+            usage_table: "wtc-usage".into(),
             dead_letter_queue: "wtc-dead-letters".into(),
         }
     }
@@ -72,11 +74,12 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result
 pub async fn provision_ticks(brokers: &str, sdk: &SdkConfig, names: &Names) -> Result<Provisioned> {
     create_topic(brokers, &names.tick_topic, TICK_PARTITIONS).await?;
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
-    let tables: [(&str, TableKeys); 4] = [
+    let tables: [(&str, TableKeys); 5] = [
         (&names.ticks_table, TICKS),
         (&names.rates_table, RATES),
         (&names.candles_table, CANDLES),
         (&names.indicator_state_table, INDICATOR_STATE),
+        (&names.usage_table, USAGE),
     ];
     for (table, keys) in tables {
         ensure_table(&dynamo, table, keys)

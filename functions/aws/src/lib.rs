@@ -9,6 +9,7 @@ pub mod publish;
 pub mod retry;
 pub mod schema;
 pub mod ticks;
+pub mod usage;
 
 pub use candles::{CandleOutcome, CandleStore};
 pub use config::{ConfigError, load_sdk_config, required_env};
@@ -16,3 +17,4 @@ pub use dead_letters::DeadLetterQueue;
 pub use publish::{KinesisPublisher, OutRecord, PublishError};
 pub use retry::RetryPolicy;
 pub use ticks::{TickStore, TickWriteOutcome};
+pub use usage::UsageStore;

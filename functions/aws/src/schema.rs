@@ -30,6 +30,12 @@ pub const CANDLES: TableKeys = TableKeys {
     sort_key: Some("start"),
 };
 
+/// Hourly usage: one item per (msisdn, hour and usage type), `bucket = 2024-01-01 13:00:00#data#video`.
+pub const USAGE: TableKeys = TableKeys {
+    partition_key: "msisdn",
+    sort_key: Some("bucket"),
+};
+
 /// Indicator states: one item per series, `series = RELIANCE.NS#M1`.
 pub const INDICATOR_STATE: TableKeys = TableKeys {
     partition_key: "series",

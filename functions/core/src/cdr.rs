@@ -798,8 +798,8 @@ pub struct UsageFold {
     index: FoldMap<UsageKey, u32>,
     /// Each item's key and totals.
     pub items: Vec<(UsageKey, UsageTotals)>,
-    /// Each folded row, with the index of its item.
-    pub rows: Vec<(u32, FoldedRow)>,
+    /// Each folded row, with the index of its item and its usage.
+    pub rows: Vec<(u32, FoldedRow, Usage)>,
 }
 
 impl UsageFold {
@@ -860,15 +860,15 @@ impl UsageFold {
             self.items.push((key, UsageTotals::default()));
         }
         self.items[item as usize].1.add(&record.usage);
-        self.rows.push((item, (file, record.line)));
+        self.rows.push((item, (file, record.line), record.usage));
         true
     }
 
-    /// The rows of each item, in item order.
-    pub fn rows_by_item(&self) -> Vec<Vec<FoldedRow>> {
+    /// The rows of each item with their usage, in item order.
+    pub fn rows_by_item(&self) -> Vec<Vec<(FoldedRow, Usage)>> {
         let mut out = vec![Vec::new(); self.items.len()];
-        for (item, row) in &self.rows {
-            out[*item as usize].push(*row);
+        for (item, row, usage) in &self.rows {
+            out[*item as usize].push((*row, *usage));
         }
         out
     }
@@ -1045,7 +1045,7 @@ mod tests {
         assert!(!fold.add(&first), "the same row twice folds once");
         let (_, totals) = fold.items[0];
         assert_eq!((totals.seconds, totals.records), (262, 1));
-        assert_eq!(fold.ledger_entry(fold.rows_by_item()[0][0]), "9b2cf535:2");
+        assert_eq!(fold.ledger_entry(fold.rows_by_item()[0][0].0), "9b2cf535:2");
 
         for (bad, needle) in [
             ("sms,a,b,2,1,2,3", "first field"),

@@ -1,0 +1,191 @@
+//! The usage store on moto's DynamoDB: batches of CDR records folded and applied, replayed,
+//! re-batched, a file processed twice and a writer stopped between items; every total is
+//! compared with totals summed here straight from the rows.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use wtc_aws::UsageStore;
+use wtc_core::cdr::{CdrKind, CdrRecord, Msisdn, RowId, UsageFold, encode_record, split_csv};
+use wtc_core::time::Timestamp;
+use wtc_tests::Harness;
+
+/// Rows of two files of each kind over two hours, for a few MSISDNs (so items hold many rows).
+fn records() -> Vec<String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let msisdns: Vec<String> = (0..12)
+        .map(|i| format!("0{:012}", 7_000_000 + i * 131))
+        .collect();
+    let types = ["video", "audio", "image", "text", "application"];
+    let mut out = Vec::new();
+    for (file, kind) in [
+        (0, CdrKind::Data),
+        (1, CdrKind::Voice),
+        (2, CdrKind::Data),
+        (3, CdrKind::Voice),
+    ] {
+        let id = |line: u64| RowId {
+            source: format!("upload/cdr_{}_2024010{}_000320.csv", kind.name(), file),
+            etag: format!("etag{file}"),
+            line,
+        };
+        for line in 2..=301u64 {
+            let msisdn = &msisdns[rng.random_range(0..msisdns.len())];
+            let at = format!(
+                "2024-01-01 0{}:{:02}:{:02}.{:06}",
+                rng.random_range(1..3),
+                rng.random_range(0..60),
+                rng.random_range(0..60),
+                rng.random_range(0..1_000_000)
+            );
+            let row = match kind {
+                CdrKind::Data => format!(
+                    "{msisdn},17,{},{},{},10.0.0.1,http://example.com/,{at}",
+                    rng.random_range(100_000..=1_000_000),
+                    rng.random_range(100_000..=1_000_000),
+                    types[rng.random_range(0..types.len())]
+                ),
+                CdrKind::Voice => format!(
+                    "{msisdn},17,{},0712345678901,{},{at}",
+                    if rng.random_bool(0.5) {
+                        "voice"
+                    } else {
+                        "video"
+                    },
+                    rng.random_range(1..=1_800)
+                ),
+            };
+            let mut fields = Vec::new();
+            split_csv(row.as_bytes(), &mut fields).unwrap();
+            out.push(encode_record(kind, &id(line), &fields));
+        }
+    }
+    out
+}
+
+/// (msisdn, hour, category, type) -> (up, down, seconds, rows), summed from the CSV text.
+type Totals = BTreeMap<(String, String, String, String), (u64, u64, u64, u64)>;
+
+fn expected(records: &[String]) -> Totals {
+    let mut out = Totals::new();
+    for r in records {
+        let f: Vec<&str> = r.split(',').collect();
+        let (kind, msisdn) = (f[0], f[4].to_owned());
+        let (category, usage_type, up, down, seconds, at) = if kind == "data" {
+            (
+                "data",
+                f[8],
+                f[6].parse().unwrap(),
+                f[7].parse().unwrap(),
+                0,
+                f[11],
+            )
+        } else {
+            ("call", f[6], 0, 0, f[8].parse().unwrap(), f[9])
+        };
+        let hour = format!("{}:00:00", &at[..13]);
+        let e = out
+            .entry((msisdn, hour, category.to_owned(), usage_type.to_owned()))
+            .or_default();
+        e.0 += up;
+        e.1 += down;
+        e.2 += seconds;
+        e.3 += 1;
+    }
+    out
+}
+
+fn fold(records: &[String]) -> UsageFold {
+    let mut fold = UsageFold::with_capacity(records.len());
+    for r in records {
+        fold.add(&CdrRecord::decode(r.as_bytes()).unwrap());
+    }
+    fold
+}
+
+async fn stored(store: &UsageStore, records: &[String]) -> Totals {
+    let mut msisdns: Vec<&str> = records
+        .iter()
+        .map(|r| r.split(',').nth(4).unwrap())
+        .collect();
+    msisdns.sort_unstable();
+    msisdns.dedup();
+    let mut out = Totals::new();
+    for m in msisdns {
+        let items = store
+            .query(
+                &Msisdn::parse(m.as_bytes()).unwrap(),
+                Timestamp::parse("2024-01-01 00:00:00").unwrap(),
+                Timestamp::parse("2024-01-01 23:00:00").unwrap(),
+            )
+            .await
+            .unwrap();
+        for i in items {
+            out.insert(
+                (
+                    i.msisdn,
+                    i.hour.to_seconds_string(),
+                    i.usage_type.category().to_owned(),
+                    i.usage_type.name().to_owned(),
+                ),
+                (
+                    i.totals.up,
+                    i.totals.down,
+                    i.totals.seconds,
+                    i.totals.records,
+                ),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_totals_count_each_row_once_whatever_the_deliveries() {
+    let h = Harness::start("usage").await.unwrap();
+    let store = UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone());
+    let all = records();
+    let want = expected(&all);
+
+    // Batches of 250; the second delivered twice.
+    for (n, batch) in all.chunks(250).enumerate() {
+        let out = store.apply(&fold(batch)).await;
+        assert!(out.failed.is_empty(), "{out:?}");
+        assert_eq!((out.applied, out.duplicates), (batch.len(), 0));
+        if n == 1 {
+            let again = store.apply(&fold(batch)).await;
+            assert_eq!((again.applied, again.duplicates), (0, batch.len()));
+        }
+    }
+    // A retry with other boundaries, straddling batches already applied.
+    let again = store.apply(&fold(&all[600..1_000])).await;
+    assert_eq!((again.applied, again.duplicates), (0, 400));
+    // The same file processed again: the same content hash, the same rows.
+    let again = store.apply(&fold(&all[300..600])).await;
+    assert_eq!((again.applied, again.duplicates), (0, 300));
+    assert_eq!(stored(&store, &all).await, want);
+
+    // A writer stopped between two items: part of a batch is in, then the whole batch comes again
+    // mixed with new rows (a fresh table: the second store's items are separate).
+    let fresh = UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone() + "-crash");
+    wtc_aws::schema::ensure_table(
+        &h.dynamo,
+        &(h.names.usage_table.clone() + "-crash"),
+        wtc_aws::schema::USAGE,
+    )
+    .await
+    .unwrap();
+    let batch = &all[..700];
+    let partial = fold(batch);
+    let mut first_items = partial.clone();
+    first_items.items.truncate(partial.items.len() / 2);
+    first_items
+        .rows
+        .retain(|(item, _, _)| (*item as usize) < first_items.items.len());
+    let out = fresh.apply(&first_items).await;
+    assert!(out.applied > 0 && out.applied < 700, "{out:?}");
+    let out = fresh.apply(&fold(&all)).await;
+    assert_eq!(out.applied + out.duplicates, all.len());
+    assert_eq!(stored(&fresh, &all).await, want);
+    h.stop().await;
+}
