@@ -2,13 +2,14 @@
 //! re-batched, a file processed twice and a writer stopped between items; every total is
 //! compared with totals summed here straight from the rows.
 
+use aggregate_usage::AggregateUsage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use wtc_aws::UsageStore;
 use wtc_core::cdr::{CdrKind, CdrRecord, Msisdn, RowId, UsageFold, encode_record, split_csv};
 use wtc_core::time::Timestamp;
-use wtc_tests::Harness;
+use wtc_tests::{Harness, kafka_event};
 
 /// Rows of two files of each kind over two hours, for a few MSISDNs (so items hold many rows).
 fn records() -> Vec<String> {
@@ -187,5 +188,60 @@ async fn usage_totals_count_each_row_once_whatever_the_deliveries() {
     let out = fresh.apply(&fold(&all)).await;
     assert_eq!(out.applied + out.duplicates, all.len());
     assert_eq!(stored(&fresh, &all).await, want);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_usage_stores_each_row_once_and_dead_letters_bad_records() {
+    let h = Harness::start("aggregate").await.unwrap();
+    let function = AggregateUsage {
+        store: UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone()),
+        dead_letters: h.function.dead_letters.clone(),
+    };
+    let all = records();
+    let bad = [
+        "data,upload/cdr_data_20240101_000320.csv,etag9,2,123x,17,1,2,text,10.0.0.1,http://x/,2024-01-01 01:00:00",
+        "voice,upload/cdr_voice_20240101_000320.csv,etag9,3,0712345678901,17,sms,0712345678901,5,2024-01-01 01:00:00",
+        "not a record",
+    ];
+    let mut values: Vec<Vec<u8>> = all.iter().map(|r| r.clone().into_bytes()).collect();
+    values.splice(100..100, bad.iter().map(|b| b.as_bytes().to_vec()));
+    let event = |from: usize, to: usize| {
+        kafka_event(
+            &(from..to)
+                .map(|i| ((i % 3) as i32, i as i64, values[i].clone()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let first = function.handle(&event(0, 700)).await;
+    assert_eq!(first.report.failed, 0, "{:?}", first.error);
+    assert_eq!((first.report.applied, first.report.rejected), (697, 3));
+    assert!(first.response().is_ok());
+    // Redelivered, then re-batched with the rest.
+    let again = function.handle(&event(0, 700)).await.report;
+    assert_eq!((again.applied, again.duplicates), (0, 697));
+    let rest = function.handle(&event(350, values.len())).await.report;
+    assert_eq!(rest.applied, all.len() - 697);
+    assert_eq!(stored(&function.store, &all).await, expected(&all));
+
+    let letters = h.dead_letters().await.unwrap();
+    let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
+    assert_eq!(
+        letters.len(),
+        6,
+        "three bad records, delivered twice: {reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("`msisdn`")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("`call_type`")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("first field")),
+        "{reasons:?}"
+    );
     h.stop().await;
 }

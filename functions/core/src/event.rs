@@ -103,6 +103,56 @@ pub struct BatchItemFailure {
     pub item_identifier: String,
 }
 
+/// A Kafka batch with records that could not be processed: the function fails, so that the
+/// event-source mapping delivers the whole batch again.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{failed} of {records} records could not be processed after retries ({reason}); the batch will be retried"
+)]
+pub struct BatchFailed {
+    pub failed: usize,
+    pub records: usize,
+    pub reason: String,
+}
+
+/// A consumer's Lambda response: `{"batchItemFailures": [...]}` for Kinesis, the report for
+/// Kafka, or an error (so the whole batch is retried) when a Kafka batch had failures.
+pub fn batch_response<R: Serialize>(
+    report: &R,
+    records: usize,
+    failed: usize,
+    item_failures: Option<&BatchItemFailures>,
+    error: Option<&str>,
+) -> Result<serde_json::Value, BatchFailed> {
+    if let Some(failures) = item_failures {
+        return Ok(serde_json::to_value(failures).unwrap_or_default());
+    }
+    match error {
+        Some(reason) if failed > 0 => Err(BatchFailed {
+            failed,
+            records,
+            reason: reason.to_owned(),
+        }),
+        _ => Ok(serde_json::to_value(report).unwrap_or_default()),
+    }
+}
+
+impl BatchItemFailures {
+    /// The failures to report for the records at `retry` (indices into `records`): Kinesis
+    /// resumes from the first of them. Kafka records carry no sequence number and are left out.
+    pub fn of(records: &[SourceRecord<'_>], retry: &[usize]) -> Self {
+        Self {
+            batch_item_failures: retry
+                .iter()
+                .filter_map(|&i| records.get(i)?.sequence_number())
+                .map(|s| BatchItemFailure {
+                    item_identifier: s.to_owned(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A batch from either transport.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "AnyEvent", untagged)]

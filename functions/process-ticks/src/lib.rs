@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use wtc_aws::candles::BAR_WEIGHT;
 use wtc_aws::{CandleStore, DeadLetterQueue, TickStore, required_env};
-use wtc_core::event::{BatchItemFailure, BatchItemFailures};
+use wtc_core::event::BatchItemFailures;
 use wtc_core::indicators::Price;
 use wtc_core::quotes::{Bar, MarketRecord};
 use wtc_core::{DeadLetter, SourceEvent, Tick};
@@ -51,15 +51,7 @@ pub struct BatchResult {
     pub error: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "{failed} of {records} records could not be processed after retries ({reason}); the batch will be retried"
-)]
-pub struct BatchFailed {
-    pub failed: usize,
-    pub records: usize,
-    pub reason: String,
-}
+pub use wtc_core::event::BatchFailed;
 
 /// The function's long-lived parts, built once per cold start.
 #[derive(Debug, Clone)]
@@ -173,15 +165,9 @@ impl ProcessTicks {
         retry.sort_unstable();
         retry.dedup();
 
-        let item_failures = event.is_kinesis().then(|| BatchItemFailures {
-            batch_item_failures: retry
-                .iter()
-                .filter_map(|&i| records[i].sequence_number())
-                .map(|s| BatchItemFailure {
-                    item_identifier: s.to_owned(),
-                })
-                .collect(),
-        });
+        let item_failures = event
+            .is_kinesis()
+            .then(|| BatchItemFailures::of(&records, &retry));
         BatchResult {
             report: BatchReport {
                 records: records.len(),
@@ -204,17 +190,13 @@ impl BatchResult {
     /// The Lambda response: `{"batchItemFailures": [...]}` for Kinesis, the report for Kafka, or
     /// an error (so the whole batch is retried) when a Kafka batch had failures.
     pub fn response(&self) -> Result<serde_json::Value, BatchFailed> {
-        if let Some(failures) = &self.item_failures {
-            return Ok(serde_json::to_value(failures).unwrap_or_default());
-        }
-        match &self.error {
-            Some(reason) if self.report.failed > 0 => Err(BatchFailed {
-                failed: self.report.failed,
-                records: self.report.records,
-                reason: reason.clone(),
-            }),
-            _ => Ok(serde_json::to_value(&self.report).unwrap_or_default()),
-        }
+        wtc_core::event::batch_response(
+            &self.report,
+            self.report.records,
+            self.report.failed,
+            self.item_failures.as_ref(),
+            self.error.as_deref(),
+        )
     }
 
     /// The batch's metrics as one CloudWatch Embedded Metric Format line.

@@ -1,0 +1,161 @@
+//! aggregate-usage: fold a batch of CDR records into hourly usage per MSISDN, exactly once.
+//!
+//! The handler takes a Kafka event (topics `cdr-data` and `cdr-voice`) or a Kinesis event. Each
+//! record is decoded and validated (`wtc_core::cdr::CdrRecord`); valid ones are folded per usage
+//! item (msisdn, hour, category, usage type), distinct rows only, and each item is added to the
+//! usage table with the names of its rows, so that no delivery counts a row twice (see
+//! `wtc_aws::usage`). Rejected records go to the dead-letter queue with their reason and position
+//! and never hold back the rest. What fails after retries fails a Kafka batch (delivered again,
+//! safely) or is reported as Kinesis batch item failures.
+
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+use wtc_aws::{DeadLetterQueue, UsageStore, required_env};
+use wtc_core::cdr::{CdrRecord, UsageFold};
+use wtc_core::event::{BatchFailed, BatchItemFailures, batch_response};
+use wtc_core::{DeadLetter, SourceEvent};
+
+pub const FUNCTION: &str = "aggregate-usage";
+
+/// What one batch came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UsageReport {
+    pub records: usize,
+    /// Rows added to the totals.
+    pub applied: usize,
+    /// Rows the totals already held (redeliveries, a file processed again) or that came twice in
+    /// this batch.
+    pub duplicates: usize,
+    /// Usage items written.
+    pub items: usize,
+    pub rejected: usize,
+    /// Records to be delivered again.
+    pub failed: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageResult {
+    pub report: UsageReport,
+    pub latency_ms: f64,
+    pub item_failures: Option<BatchItemFailures>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AggregateUsage {
+    pub store: UsageStore,
+    pub dead_letters: DeadLetterQueue,
+}
+
+impl AggregateUsage {
+    /// `USAGE_TABLE`, `DEAD_LETTER_QUEUE_URL`, and the standard AWS settings.
+    pub async fn from_env() -> Result<Self, wtc_aws::ConfigError> {
+        let table = required_env("USAGE_TABLE", "the DynamoDB table for hourly usage")?;
+        let dlq = required_env(
+            "DEAD_LETTER_QUEUE_URL",
+            "the SQS queue URL for rejected records",
+        )?;
+        let sdk = wtc_aws::load_sdk_config().await;
+        Ok(Self {
+            store: UsageStore::new(aws_sdk_dynamodb::Client::new(&sdk), table),
+            dead_letters: DeadLetterQueue::new(aws_sdk_sqs::Client::new(&sdk), dlq),
+        })
+    }
+
+    pub async fn handle(&self, event: &SourceEvent) -> UsageResult {
+        let started = Instant::now();
+        let records = event.records();
+        let mut fold = UsageFold::with_capacity(records.len());
+        // The record each folded row came from, in fold order.
+        let mut origin = Vec::with_capacity(records.len());
+        let mut in_batch_duplicates = 0;
+        let mut letters = Vec::new();
+        let mut rejected_origin = Vec::new();
+        let mut buf = Vec::with_capacity(256);
+        for (i, record) in records.iter().enumerate() {
+            let reason = match record.payload(&mut buf) {
+                Ok(payload) => match CdrRecord::decode(payload) {
+                    Ok(r) => {
+                        if fold.add(&r) {
+                            origin.push(i);
+                        } else {
+                            in_batch_duplicates += 1;
+                        }
+                        continue;
+                    }
+                    Err(e) => (Some(payload), e.to_string()),
+                },
+                Err(e) => (None, e.to_string()),
+            };
+            letters.push(DeadLetter::new(FUNCTION, record, reason.0, reason.1));
+            rejected_origin.push(i);
+        }
+
+        let outcome = self.store.apply(&fold).await;
+        let failed_items: std::collections::HashSet<u32> =
+            outcome.failed.iter().map(|(i, _)| *i as u32).collect();
+        let mut retry: Vec<usize> = fold
+            .rows
+            .iter()
+            .zip(&origin)
+            .filter(|((item, _, _), _)| failed_items.contains(item))
+            .map(|(_, &i)| i)
+            .collect();
+        let mut error = outcome.failed.first().map(|(_, e)| e.clone());
+        if !letters.is_empty()
+            && let Err(e) = self.dead_letters.send(&letters).await
+        {
+            retry.extend(&rejected_origin);
+            error.get_or_insert(e.to_string());
+        }
+        retry.sort_unstable();
+        retry.dedup();
+        let item_failures = event
+            .is_kinesis()
+            .then(|| BatchItemFailures::of(&records, &retry));
+        UsageResult {
+            report: UsageReport {
+                records: records.len(),
+                applied: outcome.applied,
+                duplicates: outcome.duplicates + in_batch_duplicates,
+                items: fold.items.len() - failed_items.len(),
+                rejected: letters.len(),
+                failed: retry.len(),
+            },
+            latency_ms: started.elapsed().as_secs_f64() * 1e3,
+            item_failures,
+            error,
+        }
+    }
+}
+
+impl UsageResult {
+    pub fn response(&self) -> Result<serde_json::Value, BatchFailed> {
+        batch_response(
+            &self.report,
+            self.report.records,
+            self.report.failed,
+            self.item_failures.as_ref(),
+            self.error.as_deref(),
+        )
+    }
+
+    /// The batch's metrics as one CloudWatch Embedded Metric Format line.
+    pub fn metrics_line(&self, now_ms: i64) -> String {
+        let r = &self.report;
+        wtc_core::metrics::emf_line(
+            FUNCTION,
+            now_ms,
+            &[
+                ("RecordsIn", r.records as f64),
+                ("RowsApplied", r.applied as f64),
+                ("Duplicates", r.duplicates as f64),
+                ("UsageItemsWritten", r.items as f64),
+                ("Rejected", r.rejected as f64),
+                ("Failed", r.failed as f64),
+                ("BatchLatencyMs", self.latency_ms),
+            ],
+        )
+    }
+}
