@@ -1,6 +1,7 @@
 //! A harness for end-to-end tests: a real broker (tansu) and a real AWS endpoint (moto) on free
 //! loopback ports, the tick pipeline's resources, and readers of what ended up stored.
 
+pub mod cdr;
 pub mod yahoo;
 
 use anyhow::{Context, Result, bail};

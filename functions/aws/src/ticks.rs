@@ -164,6 +164,27 @@ impl TickStore {
         }
     }
 
+    /// The mean mid price of a pair over an hour (exact: from the integer sum), if it had ticks.
+    pub async fn hour_mean(&self, pair: &str, hour: Timestamp) -> Result<Option<f64>, String> {
+        let out = crate::retry::send_with_retry(&self.retry, || {
+            self.client
+                .get_item()
+                .table_name(&self.rates_table)
+                .key("pair", AttributeValue::S(pair.to_owned()))
+                .key("bucket", AttributeValue::S(hour_bucket(hour)))
+                .send()
+        })
+        .await
+        .map_err(|e| format!("reading the rate of {pair} {}: {e:?}", hour_bucket(hour)))?;
+        Ok(out.item().and_then(|item| {
+            MidSum {
+                mid_sum_nanos: number(item, "mid_sum_nanos")?,
+                ticks: number(item, "ticks")?,
+            }
+            .mean()
+        }))
+    }
+
     /// Step 1: writes raw ticks in batches of 25; returns the ticks that could not be written.
     pub async fn put_raw(&self, ticks: &[Tick], sources: &[String], selected: &[usize]) -> Failed {
         let jobs: Vec<_> = selected
