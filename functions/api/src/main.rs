@@ -6,31 +6,9 @@ use wtc_aws::{ConfigError, TickStore, UsageStore, required_env};
 /// `{"username": ..., "password": ...}`) in AWS, else from `API_USERNAME` / `API_PASSWORD`.
 async fn credentials(sdk: &aws_config::SdkConfig) -> Result<Credentials, ConfigError> {
     if let Ok(arn) = std::env::var("API_CREDENTIALS_SECRET_ARN") {
-        let invalid = |reason: String| ConfigError::Invalid {
-            name: "API_CREDENTIALS_SECRET_ARN",
-            reason,
-        };
-        let secret = aws_sdk_secretsmanager::Client::new(sdk)
-            .get_secret_value()
-            .secret_id(&arn)
-            .send()
-            .await
-            .map_err(|e| {
-                invalid(format!(
-                    "reading the secret: {}",
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-                ))
-            })?;
-        let value: serde_json::Value =
-            serde_json::from_str(secret.secret_string().unwrap_or_default())
-                .map_err(|e| invalid(format!("the secret is not JSON: {e}")))?;
-        let field = |name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-        return match (field("username"), field("password")) {
-            (Some(username), Some(password)) => Ok(Credentials { username, password }),
-            _ => Err(invalid(
-                "the secret must hold {\"username\": ..., \"password\": ...}".into(),
-            )),
-        };
+        let (username, password) =
+            wtc_aws::config::username_password(sdk, &arn, "API_CREDENTIALS_SECRET_ARN").await?;
+        return Ok(Credentials { username, password });
     }
     Ok(Credentials {
         username: required_env(

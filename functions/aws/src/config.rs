@@ -40,3 +40,39 @@ pub fn init_tracing() {
         builder.init();
     }
 }
+
+/// The `{"username": ..., "password": ...}` held in a Secrets Manager secret. `setting` names the
+/// environment variable that gave the ARN, for the error.
+pub async fn username_password(
+    sdk: &SdkConfig,
+    arn: &str,
+    setting: &'static str,
+) -> Result<(String, String), ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: setting,
+        reason,
+    };
+    let secret = aws_sdk_secretsmanager::Client::new(sdk)
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            invalid(format!(
+                "reading the secret: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    #[derive(serde::Deserialize)]
+    struct Credentials {
+        username: String,
+        password: String,
+    }
+    let c: Credentials =
+        serde_json::from_str(secret.secret_string().unwrap_or_default()).map_err(|e| {
+            invalid(format!(
+                "the secret must hold {{\"username\": ..., \"password\": ...}}: {e}"
+            ))
+        })?;
+    Ok((c.username, c.password))
+}

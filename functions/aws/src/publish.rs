@@ -123,7 +123,7 @@ impl KinesisPublisher {
 }
 
 #[cfg(feature = "kafka")]
-pub use kafka::{KafkaPublisher, producer_config};
+pub use kafka::{KafkaPublisher, Publisher, producer_config, publisher_from_env};
 
 #[cfg(feature = "kafka")]
 mod kafka {
@@ -172,6 +172,14 @@ mod kafka {
             &self.topic
         }
 
+        /// The same producer, sending to another topic.
+        pub fn with_topic(&self, topic: &str) -> Self {
+            Self {
+                producer: self.producer.clone(),
+                topic: topic.to_owned(),
+            }
+        }
+
         /// Sends every record and waits for each acknowledgement (`acked` hears each one).
         /// Returns the count sent.
         pub async fn publish(
@@ -214,6 +222,74 @@ mod kafka {
                 acked(1);
             }
             Ok(sent)
+        }
+    }
+
+    /// The publisher the environment asks for: `TRANSPORT=kafka` (the default) with
+    /// `KAFKA_BROKERS`, the topic in `topic_var` (else `default_topic`), SASL credentials from the
+    /// Secrets Manager secret in `KAFKA_SECRET_ARN`, and any librdkafka setting as
+    /// `KAFKA_CONFIG_<NAME>` (`KAFKA_CONFIG_SECURITY_PROTOCOL=SASL_SSL` sets `security.protocol`);
+    /// or `TRANSPORT=kinesis` with the stream in `stream_var`.
+    pub async fn publisher_from_env(
+        topic_var: &str,
+        default_topic: &str,
+        stream_var: &'static str,
+    ) -> Result<Publisher, crate::ConfigError> {
+        use crate::ConfigError;
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        match var("TRANSPORT").as_deref().unwrap_or("kafka") {
+            "kafka" => {
+                let brokers = crate::required_env("KAFKA_BROKERS", "the Kafka bootstrap servers")?;
+                let topic = var(topic_var).unwrap_or_else(|| default_topic.to_owned());
+                let mut config = producer_config(&brokers);
+                for (name, value) in std::env::vars() {
+                    if let Some(key) = name.strip_prefix("KAFKA_CONFIG_") {
+                        config.set(key.to_ascii_lowercase().replace('_', "."), value);
+                    }
+                }
+                if let Some(arn) = var("KAFKA_SECRET_ARN") {
+                    let sdk = crate::load_sdk_config().await;
+                    let (username, password) =
+                        crate::config::username_password(&sdk, &arn, "KAFKA_SECRET_ARN").await?;
+                    config
+                        .set("sasl.username", username)
+                        .set("sasl.password", password);
+                }
+                KafkaPublisher::new(&config, topic)
+                    .map(Publisher::Kafka)
+                    .map_err(|e| ConfigError::Invalid {
+                        name: "KAFKA_BROKERS",
+                        reason: e.to_string(),
+                    })
+            }
+            "kinesis" => {
+                let stream = crate::required_env(stream_var, "the Kinesis stream to publish to")?;
+                let sdk = crate::load_sdk_config().await;
+                Ok(Publisher::Kinesis(super::KinesisPublisher::new(
+                    aws_sdk_kinesis::Client::new(&sdk),
+                    stream,
+                )))
+            }
+            other => Err(ConfigError::Invalid {
+                name: "TRANSPORT",
+                reason: format!("must be `kafka` or `kinesis`, found {other:?}"),
+            }),
+        }
+    }
+
+    /// Where a producer's records go: a Kafka topic or a Kinesis stream.
+    #[derive(Clone)]
+    pub enum Publisher {
+        Kafka(KafkaPublisher),
+        Kinesis(super::KinesisPublisher),
+    }
+
+    impl Publisher {
+        pub async fn publish(&self, records: Vec<OutRecord>) -> Result<u64, PublishError> {
+            match self {
+                Publisher::Kafka(k) => k.publish(records, &|_| {}).await,
+                Publisher::Kinesis(k) => k.publish(&records, &|_| {}).await,
+            }
         }
     }
 }

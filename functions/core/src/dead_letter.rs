@@ -26,6 +26,25 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// A rejected row (or whole file, without a line) of a file: `source` names the object and
+    /// line, e.g. `s3://bucket/upload/cdr_data_20240101_000320.csv#17`.
+    pub fn of_file(
+        function: &str,
+        source: String,
+        line_text: Option<&[u8]>,
+        reason: String,
+    ) -> Self {
+        Self {
+            function: function.to_owned(),
+            source,
+            reason,
+            key: None,
+            value: line_text.map(crate::event::encode_base64),
+            value_text: line_text.map(|t| String::from_utf8_lossy(t).into_owned()),
+            truncated: None,
+        }
+    }
+
     pub fn new(
         function: &str,
         record: &SourceRecord<'_>,

@@ -13,8 +13,8 @@ pub mod yahoo;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use wtc_aws::publish::{KafkaPublisher, producer_config};
-use wtc_aws::{ConfigError, KinesisPublisher, OutRecord, PublishError, required_env};
+use wtc_aws::publish::publisher_from_env;
+use wtc_aws::{ConfigError, OutRecord, PublishError};
 use wtc_core::Tick;
 use wtc_core::quotes::{Bar, Market, SimulatedMarket, minute_key};
 use wtc_core::time::Timestamp;
@@ -87,21 +87,7 @@ impl Provider {
     }
 }
 
-/// Where records go.
-#[derive(Clone)]
-pub enum Publisher {
-    Kafka(KafkaPublisher),
-    Kinesis(KinesisPublisher),
-}
-
-impl Publisher {
-    pub async fn publish(&self, records: Vec<OutRecord>) -> Result<u64, PublishError> {
-        match self {
-            Publisher::Kafka(k) => k.publish(records, &|_| {}).await,
-            Publisher::Kinesis(k) => k.publish(&records, &|_| {}).await,
-        }
-    }
-}
+pub use wtc_aws::publish::Publisher;
 
 /// One symbol's part of a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,49 +272,7 @@ impl FetchQuotes {
                 });
             }
         };
-        let publisher = match var("TRANSPORT").as_deref().unwrap_or("kafka") {
-            "kafka" => {
-                let brokers = required_env("KAFKA_BROKERS", "the Kafka bootstrap servers")?;
-                let topic = var("TICK_TOPIC").unwrap_or_else(|| "tick-data".to_owned());
-                let mut config = producer_config(&brokers);
-                // KAFKA_CONFIG_SECURITY_PROTOCOL=SASL_SSL sets security.protocol, and so on.
-                for (name, value) in std::env::vars() {
-                    if let Some(key) = name.strip_prefix("KAFKA_CONFIG_") {
-                        config.set(key.to_ascii_lowercase().replace('_', "."), value);
-                    }
-                }
-                // SASL credentials from Secrets Manager ({"username": ..., "password": ...}),
-                // the secret the event-source mapping reads too.
-                if let Some(arn) = var("KAFKA_SECRET_ARN") {
-                    let sdk = wtc_aws::load_sdk_config().await;
-                    let (username, password) =
-                        kafka_credentials(&aws_sdk_secretsmanager::Client::new(&sdk), &arn).await?;
-                    config
-                        .set("sasl.username", username)
-                        .set("sasl.password", password);
-                }
-                Publisher::Kafka(KafkaPublisher::new(&config, topic).map_err(|e| {
-                    ConfigError::Invalid {
-                        name: "KAFKA_BROKERS",
-                        reason: e.to_string(),
-                    }
-                })?)
-            }
-            "kinesis" => {
-                let stream = required_env("TICK_STREAM", "the Kinesis stream for ticks and bars")?;
-                let sdk = wtc_aws::load_sdk_config().await;
-                Publisher::Kinesis(KinesisPublisher::new(
-                    aws_sdk_kinesis::Client::new(&sdk),
-                    stream,
-                ))
-            }
-            other => {
-                return Err(ConfigError::Invalid {
-                    name: "TRANSPORT",
-                    reason: format!("must be `kafka` or `kinesis`, found {other:?}"),
-                });
-            }
-        };
+        let publisher = publisher_from_env("TICK_TOPIC", "tick-data", "TICK_STREAM").await?;
         Ok(Self {
             provider,
             publisher,
@@ -337,40 +281,6 @@ impl FetchQuotes {
             ignore_market_hours: var("MARKET_HOURS").as_deref() == Some("ignore"),
         })
     }
-}
-
-/// The username and password in a Secrets Manager secret.
-async fn kafka_credentials(
-    client: &aws_sdk_secretsmanager::Client,
-    arn: &str,
-) -> Result<(String, String), ConfigError> {
-    let invalid = |reason: String| ConfigError::Invalid {
-        name: "KAFKA_SECRET_ARN",
-        reason,
-    };
-    let secret = client
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(|e| {
-            invalid(format!(
-                "reading the secret: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-            ))
-        })?;
-    #[derive(Deserialize)]
-    struct Credentials {
-        username: String,
-        password: String,
-    }
-    let c: Credentials =
-        serde_json::from_str(secret.secret_string().unwrap_or_default()).map_err(|e| {
-            invalid(format!(
-                "the secret must be {{\"username\": ..., \"password\": ...}}: {e}"
-            ))
-        })?;
-    Ok((c.username, c.password))
 }
 
 /// The instant a run is for: the scheduled event's `time` (`2024-01-01T03:46:00Z`), or now.
