@@ -2,6 +2,7 @@
 
 pub mod candles;
 pub mod cdr;
+pub mod cdr_generator;
 pub mod dead_letter;
 pub mod event;
 pub mod indicators;
