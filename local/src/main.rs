@@ -10,6 +10,7 @@ use fetch_quotes::yahoo::{self, YahooProvider};
 use fetch_quotes::{FetchQuotes, Provider, Publisher};
 use wtc_core::quotes::SimulatedMarket;
 use wtc_core::simulate::{FULL_RUN_TICKS, ForexSimulator};
+use wtc_local::cdr::{BUCKET, LOCAL_API_USER, drop_files, provision_cdr, s3_client, serve_api};
 use wtc_local::generator::{produce_ticks, tick_producer};
 use wtc_local::market::{candle_table, fetch_live, replay_session};
 use wtc_local::poller::{Invoker, KafkaPoller, PollerOptions};
@@ -101,6 +102,13 @@ struct UpArgs {
     /// Fetch even when a symbol's market is closed.
     #[arg(long)]
     ignore_market_hours: bool,
+    /// Pairs of CDR files (data and voice, 1,000 rows each) generated, uploaded to the local
+    /// bucket and streamed; 0 for none.
+    #[arg(long, default_value_t = 1)]
+    cdr_files: u64,
+    /// Port of the usage API (the curriculum's).
+    #[arg(long, default_value_t = api::LOCAL_PORT)]
+    api_port: u16,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -175,6 +183,7 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
 
     let function = process_ticks(&sdk, &names, &provisioned);
     let dead_letters = function.dead_letters.clone();
+    let dead_letters_for_usage = function.dead_letters.clone();
     let store = function.store.clone();
     let candles = function.candles.clone();
     let invoker = match &args.invoke_url {
@@ -229,6 +238,23 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
         }))
     };
     let market = start_market(args, &stack.kafka_brokers, &names, &progress, &stop)?;
+    let usage = start_usage(
+        args,
+        stack,
+        &sdk,
+        &names,
+        &dead_letters_for_usage,
+        &progress,
+        &stop,
+    )
+    .await?;
+    let producers = tokio::spawn(async move {
+        if let Some(market) = market {
+            market.await.context("the quote fetcher panicked")??;
+        }
+        usage.drop.await.context("the CDR uploader panicked")??;
+        Ok::<(), anyhow::Error>(())
+    });
     if !args.exit_when_done {
         println!("press Ctrl-C to stop");
     }
@@ -242,9 +268,12 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
         tokio::spawn(async move { report_every(&progress, Duration::from_secs(1), &stop).await })
     };
 
-    let outcome = wait(args, &progress, generator, market, &poll_task).await;
+    let outcome = wait(args, &progress, generator, Some(producers), &poll_task).await;
     stop.store(true, Ordering::Relaxed);
     let poll_result = poll_task.await.context("the poller panicked")?;
+    for poller in usage.pollers {
+        poller.await.context("a CDR poller panicked")??;
+    }
     let _ = report_task.await;
 
     let s = progress.snapshot();
@@ -281,6 +310,15 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
             Err(e) => println!("reading the candles back failed: {e:#}"),
         }
     }
+    println!(
+        "usage: {} CDR files streamed; the API serves on http://127.0.0.1:{}",
+        thousands(progress.cdr_files.load(Ordering::Relaxed)),
+        args.api_port
+    );
+    if let Some(example) = usage.example.lock().ok().and_then(|e| e.clone()) {
+        println!("try: {example}");
+    }
+    usage.api.abort();
     outcome?;
     poll_result
 }
@@ -337,6 +375,117 @@ fn start_market(
             fetch_live(&fetch, &progress, &stop, once).await
         }
     })))
+}
+
+/// The CDR side of a run, started.
+struct UsageSide {
+    /// Uploads and streams the files; done when all are published.
+    drop: tokio::task::JoinHandle<Result<()>>,
+    /// One aggregate-usage poller per CDR topic.
+    pollers: Vec<tokio::task::JoinHandle<Result<()>>>,
+    api: tokio::task::JoinHandle<()>,
+    /// A `curl` request for usage that the run produces.
+    example: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// Provisions the CDR topics and bucket, serves the API, starts a poller per CDR topic feeding
+/// aggregate-usage, and uploads the generated files (streaming each as S3 would trigger it).
+async fn start_usage(
+    args: &UpArgs,
+    stack: &LocalStack,
+    sdk: &aws_config::SdkConfig,
+    names: &Names,
+    dead_letters: &wtc_aws::DeadLetterQueue,
+    progress: &Arc<Progress>,
+    stop: &Arc<AtomicBool>,
+) -> Result<UsageSide> {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    let s3 = s3_client(sdk);
+    provision_cdr(&stack.kafka_brokers, &s3).await?;
+    let (user, password) = (
+        std::env::var("API_USERNAME").unwrap_or_else(|_| LOCAL_API_USER.0.to_owned()),
+        std::env::var("API_PASSWORD").unwrap_or_else(|_| LOCAL_API_USER.1.to_owned()),
+    );
+    let usage_store = wtc_aws::UsageStore::new(dynamo.clone(), names.usage_table.clone());
+    let api = serve_api(
+        Arc::new(api::ApiState {
+            usage: usage_store.clone(),
+            rates: wtc_aws::TickStore::new(
+                dynamo,
+                names.ticks_table.clone(),
+                names.rates_table.clone(),
+            ),
+            credentials: api::Credentials {
+                username: user.clone(),
+                password: password.clone(),
+            },
+        }),
+        args.api_port,
+    )
+    .await?;
+    println!(
+        "usage API on http://127.0.0.1:{} (user {user}; API_USERNAME / API_PASSWORD set others)",
+        args.api_port
+    );
+    let aggregate = Arc::new(aggregate_usage::AggregateUsage {
+        store: usage_store,
+        dead_letters: dead_letters.clone(),
+    });
+    let mut pollers = Vec::new();
+    for kind in ["data", "voice"] {
+        let poller = KafkaPoller::new(
+            PollerOptions {
+                brokers: stack.kafka_brokers.clone(),
+                topic: format!("cdr-{kind}"),
+                group_id: format!("aggregate-usage-{kind}"),
+                batch_size: args.batch_size,
+                batching_window: Duration::from_millis(args.batching_window_ms),
+                maximum_retry_attempts: 3,
+            },
+            Invoker::Usage(aggregate.clone()),
+            dead_letters.clone(),
+        )?;
+        let (progress, stop) = (progress.clone(), stop.clone());
+        pollers.push(tokio::spawn(
+            async move { poller.run(&progress, &stop).await },
+        ));
+    }
+    let function = stream_cdr_files::StreamCdrFiles {
+        s3,
+        publisher: wtc_aws::publish::Publisher::Kafka(tick_producer(
+            &stack.kafka_brokers,
+            "cdr-data",
+        )?),
+        dead_letters: dead_letters.clone(),
+    };
+    let example = Arc::new(std::sync::Mutex::new(None));
+    let (pairs, seed, port) = (args.cdr_files, args.seed, args.api_port);
+    if pairs > 0 {
+        println!(
+            "CDR files: {} pairs of 1,000-row files into s3://{BUCKET}/upload/, streamed by stream-cdr-files",
+            thousands(pairs)
+        );
+    }
+    let (progress, shown) = (progress.clone(), example.clone());
+    let drop = tokio::spawn(async move {
+        if let Some((msisdn, at)) = drop_files(&function, pairs, seed, &progress).await? {
+            let day: String = at.chars().filter(char::is_ascii_digit).take(8).collect();
+            let line = format!(
+                "curl -u {user}:{password} 'http://127.0.0.1:{port}/data_usage?msisdn={msisdn}&start_time={day}000000&end_time={day}235959'"
+            );
+            println!("usage API example: {line}");
+            if let Ok(mut slot) = shown.lock() {
+                *slot = Some(line);
+            }
+        }
+        Ok(())
+    });
+    Ok(UsageSide {
+        drop,
+        pollers,
+        api,
+        example,
+    })
 }
 
 /// Waits for Ctrl-C (or SIGTERM), a failed generator or poller, or, with --exit-when-done, the end

@@ -24,6 +24,8 @@ use wtc_core::{DeadLetter, SourceEvent};
 pub enum Invoker {
     /// The handler in this process.
     InProcess(Arc<process_ticks::ProcessTicks>),
+    /// aggregate-usage in this process.
+    Usage(Arc<aggregate_usage::AggregateUsage>),
     /// A function served over the Lambda invoke API, e.g. by `cargo lambda watch` on :9000.
     Http {
         url: String,
@@ -52,15 +54,15 @@ impl Invoker {
                 result.response()?;
                 Ok(Invocation {
                     report: Some(result.report),
-                    item_failures: result
-                        .item_failures
-                        .map(|f| {
-                            f.batch_item_failures
-                                .into_iter()
-                                .map(|f| f.item_identifier)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    item_failures: identifiers(result.item_failures),
+                })
+            }
+            Invoker::Usage(function) => {
+                let result = function.handle(event).await;
+                result.response()?;
+                Ok(Invocation {
+                    report: None,
+                    item_failures: identifiers(result.item_failures),
                 })
             }
             Invoker::Http { url, client } => {
@@ -80,11 +82,7 @@ impl Invoker {
                         })?;
                     return Ok(Invocation {
                         report: None,
-                        item_failures: failures
-                            .batch_item_failures
-                            .into_iter()
-                            .map(|f| f.item_identifier)
-                            .collect(),
+                        item_failures: identifiers(Some(failures)),
                     });
                 }
                 let report = serde_json::from_str(&body)
@@ -96,6 +94,18 @@ impl Invoker {
             }
         }
     }
+}
+
+/// The sequence numbers a partial-batch response names.
+fn identifiers(failures: Option<BatchItemFailures>) -> Vec<String> {
+    failures
+        .map(|f| {
+            f.batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// What an invocation answered.

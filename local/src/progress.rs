@@ -19,6 +19,8 @@ pub struct Progress {
     pub bars: AtomicU64,
     /// Candles whose indicators were computed as they closed.
     pub candles_closed: AtomicU64,
+    /// CDR files uploaded and streamed.
+    pub cdr_files: AtomicU64,
     pub generator_done: AtomicBool,
     /// The quote fetcher has published all it will (simulated runs end; live ones do not).
     pub market_done: AtomicBool,

@@ -10,12 +10,15 @@ use wtc_local::tools::{KAFKA_PYTHON_REQUIREMENT, ensure_python_package};
 
 fn runner(args: &[&str], kafka_port: u16, aws_port: u16) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wtc-local"));
+    let api_port = free_port().unwrap();
     cmd.args(args)
         .args([
             "--kafka-port",
             &kafka_port.to_string(),
             "--aws-port",
             &aws_port.to_string(),
+            "--api-port",
+            &api_port.to_string(),
         ])
         .env_remove("KAFKA_BROKERS")
         .env_remove("AWS_ENDPOINT_URL")
@@ -99,11 +102,17 @@ fn the_default_run_stores_every_record_and_shows_candles_with_indicators() {
         "runner failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // 20,000 forex ticks, and 60 simulated minutes of five symbols: a bar and a tick each.
+    // 20,000 forex ticks; 60 simulated minutes of five symbols, a bar and a tick each; and a
+    // pair of CDR files of 1,000 rows each.
     assert!(
         stdout.contains(
-            "summary: produced 20,600 | processed 20,600 | stored 20,300 | duplicates 0 | rejected 0 | failed 0 | bars 300"
+            "summary: produced 22,600 | processed 22,600 | stored 20,300 | duplicates 0 | rejected 0 | failed 0 | bars 300"
         ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("usage: 2 CDR files streamed"), "{stdout}");
+    assert!(
+        stdout.contains("try: curl -u wtc:wtc-local 'http://127.0.0.1:"),
         "{stdout}"
     );
     // Stock and forex series, each with at least 30 minutes of candles and every indicator on
@@ -155,6 +164,8 @@ fn an_unchanged_kafka_python_producer_is_consumed_and_stored() {
             "3",
             "--market-minutes",
             "0",
+            "--cdr-files",
+            "0",
         ],
         kafka_port,
         aws_port,
@@ -191,7 +202,14 @@ fn an_unchanged_kafka_python_producer_is_consumed_and_stored() {
 fn ctrl_c_prints_a_summary_and_stops_everything() {
     let (kafka_port, aws_port) = (free_port().unwrap(), free_port().unwrap());
     let mut running = Running::start(runner(
-        &["--ticks", "500", "--market-minutes", "0"],
+        &[
+            "--ticks",
+            "500",
+            "--market-minutes",
+            "0",
+            "--cdr-files",
+            "0",
+        ],
         kafka_port,
         aws_port,
     ));

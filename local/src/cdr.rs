@@ -1,0 +1,102 @@
+//! The CDR side of a local run: generated CDR files put in the local bucket and streamed by
+//! stream-cdr-files in this process (as the bucket's notification invokes it in AWS),
+//! aggregate-usage behind one poller per CDR topic, and the usage API on the curriculum's port.
+
+use crate::progress::Progress;
+use anyhow::{Context, Result};
+use aws_config::SdkConfig;
+use std::sync::Arc;
+use stream_cdr_files::StreamCdrFiles;
+use wtc_core::cdr_generator::CdrGenerator;
+
+/// The local bucket the CDR files land in.
+pub const BUCKET: &str = "wtc-cdr";
+/// Partitions of each CDR topic.
+pub const CDR_PARTITIONS: i32 = 3;
+/// The local API's credentials when `API_USERNAME` / `API_PASSWORD` are not set (local only).
+pub const LOCAL_API_USER: (&str, &str) = ("wtc", "wtc-local");
+
+/// An S3 client for the emulator (path-style addressing).
+pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Creates the CDR topics and the bucket unless they exist.
+pub async fn provision_cdr(brokers: &str, s3: &aws_sdk_s3::Client) -> Result<()> {
+    for topic in ["cdr-data", "cdr-voice"] {
+        crate::provision::create_topic(brokers, topic, CDR_PARTITIONS).await?;
+    }
+    if let Err(e) = s3.create_bucket().bucket(BUCKET).send().await {
+        let owned = e
+            .as_service_error()
+            .is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists());
+        if !owned {
+            return Err(anyhow::anyhow!(
+                aws_sdk_s3::error::DisplayErrorContext(&e).to_string()
+            ))
+            .with_context(|| format!("creating bucket {BUCKET}"));
+        }
+    }
+    Ok(())
+}
+
+/// Generates `pairs` pairs of files (seeded), uploads each under `upload/` and streams it, as an
+/// upload triggers stream-cdr-files. Returns an MSISDN of the first file and its first row's time,
+/// for a sample request.
+pub async fn drop_files(
+    function: &StreamCdrFiles,
+    pairs: u64,
+    seed: u64,
+    progress: &Progress,
+) -> Result<Option<(String, String)>> {
+    let mut generator = CdrGenerator::new(seed, 50_000);
+    let mut sample = None;
+    for _ in 0..pairs {
+        for (name, text) in generator.next_pair() {
+            if sample.is_none()
+                && let Some(row) = text.lines().nth(1)
+            {
+                let fields: Vec<&str> = row.split(',').collect();
+                if let (Some(msisdn), Some(at)) = (fields.first(), fields.last()) {
+                    sample = Some(((*msisdn).to_owned(), (*at).to_owned()));
+                }
+            }
+            let key = format!("upload/{name}");
+            function
+                .s3
+                .put_object()
+                .bucket(BUCKET)
+                .key(&key)
+                .body(text.into_bytes().into())
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(aws_sdk_s3::error::DisplayErrorContext(&e).to_string())
+                })
+                .with_context(|| format!("uploading {key}"))?;
+            let report = function.stream_file(BUCKET, &key).await?;
+            Progress::add(&progress.produced, report.published);
+            Progress::add(&progress.cdr_files, 1);
+        }
+    }
+    Ok(sample)
+}
+
+/// Serves the usage API on `127.0.0.1:port` until the task is dropped.
+pub async fn serve_api(
+    state: Arc<api::ApiState>,
+    port: u16,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| {
+            format!("binding the API to 127.0.0.1:{port} (is it in use? --api-port)")
+        })?;
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, api::router(state)).await;
+    }))
+}
