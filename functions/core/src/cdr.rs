@@ -369,17 +369,28 @@ pub fn validate_row(
             found: fields.len(),
         });
     }
-    let f = |i: usize| fields[i].as_ref();
-    if !valid_msisdn(f(0)) {
-        return Err(field_error("msisdn", "1 to 15 digits", f(0)));
-    }
-    digits("tower_id", f(1), "a non-negative integer")?;
-    let msisdn = String::from_utf8_lossy(f(0)).into_owned();
+    let row: Vec<&[u8]> = fields.iter().map(|f| f.as_ref()).collect();
+    let (msisdn, usage) = row_usage(kind, &row, true)?;
+    Ok(CdrRow {
+        msisdn: msisdn.to_string(),
+        usage,
+    })
+}
+
+/// Checks a row's fields (`kind.fields()` of them) and reduces it to its MSISDN and usage. With
+/// `parse_address` the IP address is parsed; without, only its characters are checked (for
+/// records a publisher has validated already, on the consumer's hot path).
+fn row_usage(
+    kind: CdrKind,
+    row: &[&[u8]],
+    parse_address: bool,
+) -> Result<(Msisdn, Usage), RowRejection> {
+    let msisdn =
+        Msisdn::parse(row[0]).ok_or_else(|| field_error("msisdn", "1 to 15 digits", row[0]))?;
+    digits("tower_id", row[1], "a non-negative integer")?;
     let usage = match kind {
         CdrKind::Data => {
-            let up = digits(DATA_FIELDS[2], f(2), "a non-negative integer")?;
-            let down = digits(DATA_FIELDS[3], f(3), "a non-negative integer")?;
-            let data_type = match f(4) {
+            let data_type = match row[4] {
                 b"video" => DataType::Video,
                 b"audio" => DataType::Audio,
                 b"image" => DataType::Image,
@@ -393,13 +404,22 @@ pub fn validate_row(
                     ));
                 }
             };
-            let ip = std::str::from_utf8(f(5))
-                .ok()
-                .and_then(|s| s.parse::<std::net::IpAddr>().ok());
-            if ip.is_none() {
-                return Err(field_error(DATA_FIELDS[5], "an IPv4 or IPv6 address", f(5)));
+            let ip = row[5];
+            let address_ok = if parse_address {
+                std::str::from_utf8(ip)
+                    .ok()
+                    .is_some_and(|s| s.parse::<std::net::IpAddr>().is_ok())
+            } else {
+                !ip.is_empty()
+                    && ip.len() <= 45
+                    && ip
+                        .iter()
+                        .all(|b| b.is_ascii_hexdigit() || *b == b'.' || *b == b':')
+            };
+            if !address_ok {
+                return Err(field_error(DATA_FIELDS[5], "an IPv4 or IPv6 address", ip));
             }
-            let url = f(6);
+            let url = row[6];
             if url.is_empty()
                 || url
                     .iter()
@@ -408,32 +428,32 @@ pub fn validate_row(
                 return Err(field_error(DATA_FIELDS[6], "a URL without spaces", url));
             }
             Usage {
-                at: time(DATA_FIELDS[7], f(7))?,
+                at: time(DATA_FIELDS[7], row[7])?,
                 usage_type: UsageType::Data(data_type),
-                up,
-                down,
+                up: digits(DATA_FIELDS[2], row[2], "a non-negative integer")?,
+                down: digits(DATA_FIELDS[3], row[3], "a non-negative integer")?,
                 seconds: 0,
             }
         }
         CdrKind::Voice => {
-            let call_type = match f(2) {
+            let call_type = match row[2] {
                 b"voice" => CallType::Voice,
                 b"video" => CallType::Video,
                 other => return Err(field_error(VOICE_FIELDS[2], "voice or video", other)),
             };
-            if !valid_msisdn(f(3)) {
-                return Err(field_error(VOICE_FIELDS[3], "1 to 15 digits", f(3)));
+            if !valid_msisdn(row[3]) {
+                return Err(field_error(VOICE_FIELDS[3], "1 to 15 digits", row[3]));
             }
             Usage {
-                at: time(VOICE_FIELDS[5], f(5))?,
+                at: time(VOICE_FIELDS[5], row[5])?,
                 usage_type: UsageType::Call(call_type),
                 up: 0,
                 down: 0,
-                seconds: digits(VOICE_FIELDS[4], f(4), "a non-negative integer")?,
+                seconds: digits(VOICE_FIELDS[4], row[4], "a non-negative integer")?,
             }
         }
     };
-    Ok(CdrRow { msisdn, usage })
+    Ok((msisdn, usage))
 }
 
 /// Where a row came from: the object, its content hash and the line (1 is the header). The same
@@ -622,71 +642,7 @@ impl<'a> CdrRecord<'a> {
         let etag = non_empty(2, "etag")?;
         let line =
             digits("line", f[3], "a line number").map_err(|_| RecordRejection::Identity("line"))?;
-        let row = &f[4..];
-        let msisdn =
-            Msisdn::parse(row[0]).ok_or_else(|| field_error("msisdn", "1 to 15 digits", row[0]))?;
-        digits("tower_id", row[1], "a non-negative integer")?;
-        let usage = match kind {
-            CdrKind::Data => {
-                let data_type = match row[4] {
-                    b"video" => DataType::Video,
-                    b"audio" => DataType::Audio,
-                    b"image" => DataType::Image,
-                    b"text" => DataType::Text,
-                    b"application" => DataType::Application,
-                    other => {
-                        return Err(field_error(
-                            DATA_FIELDS[4],
-                            "one of video, audio, image, text, application",
-                            other,
-                        )
-                        .into());
-                    }
-                };
-                let ip = row[5];
-                if ip.is_empty()
-                    || ip.len() > 45
-                    || !ip
-                        .iter()
-                        .all(|b| b.is_ascii_hexdigit() || *b == b'.' || *b == b':')
-                {
-                    return Err(field_error(DATA_FIELDS[5], "an IPv4 or IPv6 address", ip).into());
-                }
-                if row[6].is_empty()
-                    || row[6]
-                        .iter()
-                        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-                {
-                    return Err(field_error(DATA_FIELDS[6], "a URL without spaces", row[6]).into());
-                }
-                Usage {
-                    at: time(DATA_FIELDS[7], row[7])?,
-                    usage_type: UsageType::Data(data_type),
-                    up: digits(DATA_FIELDS[2], row[2], "a non-negative integer")?,
-                    down: digits(DATA_FIELDS[3], row[3], "a non-negative integer")?,
-                    seconds: 0,
-                }
-            }
-            CdrKind::Voice => {
-                let call_type = match row[2] {
-                    b"voice" => CallType::Voice,
-                    b"video" => CallType::Video,
-                    other => {
-                        return Err(field_error(VOICE_FIELDS[2], "voice or video", other).into());
-                    }
-                };
-                if !valid_msisdn(row[3]) {
-                    return Err(field_error(VOICE_FIELDS[3], "1 to 15 digits", row[3]).into());
-                }
-                Usage {
-                    at: time(VOICE_FIELDS[5], row[5])?,
-                    usage_type: UsageType::Call(call_type),
-                    up: 0,
-                    down: 0,
-                    seconds: digits(VOICE_FIELDS[4], row[4], "a non-negative integer")?,
-                }
-            }
-        };
+        let (msisdn, usage) = row_usage(kind, &f[4..], false)?;
         Ok(CdrRecord {
             kind,
             source: Cow::Borrowed(source),
