@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use wtc_aws::{DeadLetterQueue, UsageStore, required_env};
 use wtc_core::cdr::{CdrRecord, UsageFold};
-use wtc_core::event::{BatchFailed, BatchItemFailures, batch_response};
+use wtc_core::event::{BatchItemFailures, BatchOutcome};
 use wtc_core::{DeadLetter, SourceEvent};
 
 pub const FUNCTION: &str = "aggregate-usage";
@@ -34,13 +34,8 @@ pub struct UsageReport {
     pub failed: usize,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct UsageResult {
-    pub report: UsageReport,
-    pub latency_ms: f64,
-    pub item_failures: Option<BatchItemFailures>,
-    pub error: Option<String>,
-}
+/// The outcome of one batch.
+pub type UsageResult = BatchOutcome<UsageReport>;
 
 #[derive(Debug, Clone)]
 pub struct AggregateUsage {
@@ -130,32 +125,25 @@ impl AggregateUsage {
     }
 }
 
-impl UsageResult {
-    pub fn response(&self) -> Result<serde_json::Value, BatchFailed> {
-        batch_response(
-            &self.report,
-            self.report.records,
-            self.report.failed,
-            self.item_failures.as_ref(),
-            self.error.as_deref(),
-        )
+impl wtc_core::event::BatchReport for UsageReport {
+    const FUNCTION: &'static str = FUNCTION;
+
+    fn records(&self) -> usize {
+        self.records
     }
 
-    /// The batch's metrics as one CloudWatch Embedded Metric Format line.
-    pub fn metrics_line(&self, now_ms: i64) -> String {
-        let r = &self.report;
-        wtc_core::metrics::emf_line(
-            FUNCTION,
-            now_ms,
-            &[
-                ("RecordsIn", r.records as f64),
-                ("RowsApplied", r.applied as f64),
-                ("Duplicates", r.duplicates as f64),
-                ("UsageItemsWritten", r.items as f64),
-                ("Rejected", r.rejected as f64),
-                ("Failed", r.failed as f64),
-                ("BatchLatencyMs", self.latency_ms),
-            ],
-        )
+    fn failed(&self) -> usize {
+        self.failed
+    }
+
+    fn metrics(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("RecordsIn", self.records as f64),
+            ("RowsApplied", self.applied as f64),
+            ("Duplicates", self.duplicates as f64),
+            ("UsageItemsWritten", self.items as f64),
+            ("Rejected", self.rejected as f64),
+            ("Failed", self.failed as f64),
+        ]
     }
 }

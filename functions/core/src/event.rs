@@ -115,25 +115,50 @@ pub struct BatchFailed {
     pub reason: String,
 }
 
-/// A consumer's Lambda response: `{"batchItemFailures": [...]}` for Kinesis, the report for
-/// Kafka, or an error (so the whole batch is retried) when a Kafka batch had failures.
-pub fn batch_response<R: Serialize>(
-    report: &R,
-    records: usize,
-    failed: usize,
-    item_failures: Option<&BatchItemFailures>,
-    error: Option<&str>,
-) -> Result<serde_json::Value, BatchFailed> {
-    if let Some(failures) = item_failures {
-        return Ok(serde_json::to_value(failures).unwrap_or_default());
+/// What a consumer reports about a batch: its counts, and its metrics.
+pub trait BatchReport: Serialize {
+    /// The function's name, as metrics carry it.
+    const FUNCTION: &'static str;
+    fn records(&self) -> usize;
+    /// Records to be delivered again.
+    fn failed(&self) -> usize;
+    /// The report's counts as (metric name, value).
+    fn metrics(&self) -> Vec<(&'static str, f64)>;
+}
+
+/// The outcome of one batch of a consumer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchOutcome<R> {
+    pub report: R,
+    pub latency_ms: f64,
+    /// For Kinesis: sequence numbers of the records to deliver again. `None` for Kafka.
+    pub item_failures: Option<BatchItemFailures>,
+    /// The first failure's reason, when anything failed.
+    pub error: Option<String>,
+}
+
+impl<R: BatchReport> BatchOutcome<R> {
+    /// The Lambda response: `{"batchItemFailures": [...]}` for Kinesis, the report for Kafka, or
+    /// an error (so the whole batch is retried) when a Kafka batch had failures.
+    pub fn response(&self) -> Result<serde_json::Value, BatchFailed> {
+        if let Some(failures) = &self.item_failures {
+            return Ok(serde_json::to_value(failures).unwrap_or_default());
+        }
+        match &self.error {
+            Some(reason) if self.report.failed() > 0 => Err(BatchFailed {
+                failed: self.report.failed(),
+                records: self.report.records(),
+                reason: reason.clone(),
+            }),
+            _ => Ok(serde_json::to_value(&self.report).unwrap_or_default()),
+        }
     }
-    match error {
-        Some(reason) if failed > 0 => Err(BatchFailed {
-            failed,
-            records,
-            reason: reason.to_owned(),
-        }),
-        _ => Ok(serde_json::to_value(report).unwrap_or_default()),
+
+    /// The batch's metrics as one CloudWatch Embedded Metric Format line.
+    pub fn metrics_line(&self, now_ms: i64) -> String {
+        let mut metrics = self.report.metrics();
+        metrics.push(("BatchLatencyMs", self.latency_ms));
+        crate::metrics::emf_line(R::FUNCTION, now_ms, &metrics)
     }
 }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use wtc_aws::candles::BAR_WEIGHT;
 use wtc_aws::{CandleStore, DeadLetterQueue, TickStore, required_env};
-use wtc_core::event::BatchItemFailures;
+use wtc_core::event::{BatchItemFailures, BatchOutcome};
 use wtc_core::indicators::Price;
 use wtc_core::quotes::{Bar, MarketRecord};
 use wtc_core::{DeadLetter, SourceEvent, Tick};
@@ -41,15 +41,7 @@ pub struct BatchReport {
 }
 
 /// The outcome of one batch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BatchResult {
-    pub report: BatchReport,
-    pub latency_ms: f64,
-    /// For Kinesis: sequence numbers of the records to deliver again. `None` for Kafka.
-    pub item_failures: Option<BatchItemFailures>,
-    /// The first failure's reason, when anything failed.
-    pub error: Option<String>,
-}
+pub type BatchResult = BatchOutcome<BatchReport>;
 
 pub use wtc_core::event::BatchFailed;
 
@@ -186,37 +178,28 @@ impl ProcessTicks {
     }
 }
 
-impl BatchResult {
-    /// The Lambda response: `{"batchItemFailures": [...]}` for Kinesis, the report for Kafka, or
-    /// an error (so the whole batch is retried) when a Kafka batch had failures.
-    pub fn response(&self) -> Result<serde_json::Value, BatchFailed> {
-        wtc_core::event::batch_response(
-            &self.report,
-            self.report.records,
-            self.report.failed,
-            self.item_failures.as_ref(),
-            self.error.as_deref(),
-        )
+impl wtc_core::event::BatchReport for BatchReport {
+    const FUNCTION: &'static str = FUNCTION;
+
+    fn records(&self) -> usize {
+        self.records
     }
 
-    /// The batch's metrics as one CloudWatch Embedded Metric Format line.
-    pub fn metrics_line(&self, now_ms: i64) -> String {
-        let r = &self.report;
-        wtc_core::metrics::emf_line(
-            FUNCTION,
-            now_ms,
-            &[
-                ("RecordsIn", r.records as f64),
-                ("TicksStored", r.stored as f64),
-                ("Duplicates", r.duplicates as f64),
-                ("Bars", r.bars as f64),
-                ("CandlesClosed", r.candles_closed as f64),
-                ("IndicatorsRecomputed", r.indicators_recomputed as f64),
-                ("Rejected", r.rejected as f64),
-                ("Failed", r.failed as f64),
-                ("BatchLatencyMs", self.latency_ms),
-            ],
-        )
+    fn failed(&self) -> usize {
+        self.failed
+    }
+
+    fn metrics(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("RecordsIn", self.records as f64),
+            ("TicksStored", self.stored as f64),
+            ("Duplicates", self.duplicates as f64),
+            ("Bars", self.bars as f64),
+            ("CandlesClosed", self.candles_closed as f64),
+            ("IndicatorsRecomputed", self.indicators_recomputed as f64),
+            ("Rejected", self.rejected as f64),
+            ("Failed", self.failed as f64),
+        ]
     }
 }
 
