@@ -2,12 +2,12 @@
 //! stream-cdr-files in this process (as the bucket's notification invokes it in AWS),
 //! aggregate-usage behind one poller per CDR topic, and the usage API on the curriculum's port.
 
-use crate::progress::Progress;
+use crate::progress::{Progress, say, thousands};
 use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 use std::sync::Arc;
 use stream_cdr_files::StreamCdrFiles;
-use wtc_core::cdr_generator::CdrGenerator;
+use wtc_core::cdr_generator::{CdrGenerator, REFERENCE_MSISDNS};
 
 /// The local bucket the CDR files land in.
 pub const BUCKET: &str = "wtc-cdr";
@@ -53,7 +53,7 @@ pub async fn drop_files(
     seed: u64,
     progress: &Progress,
 ) -> Result<Option<(String, String)>> {
-    let mut generator = CdrGenerator::new(seed, 50_000);
+    let mut generator = CdrGenerator::new(seed, REFERENCE_MSISDNS);
     let mut sample = None;
     for _ in 0..pairs {
         for (name, text) in generator.next_pair() {
@@ -78,12 +78,73 @@ pub async fn drop_files(
                     anyhow::anyhow!(aws_sdk_s3::error::DisplayErrorContext(&e).to_string())
                 })
                 .with_context(|| format!("uploading {key}"))?;
-            let report = function.stream_file(BUCKET, &key).await?;
-            Progress::add(&progress.produced, report.published);
-            Progress::add(&progress.cdr_files, 1);
+            stream_and_count(function, &key, progress).await?;
         }
     }
     Ok(sample)
+}
+
+/// Writes `pairs` pairs of generated files (seeded) into `dir`; returns how many files.
+pub fn write_files(dir: &std::path::Path, pairs: u64, seed: u64) -> Result<u64> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut generator = CdrGenerator::new(seed, REFERENCE_MSISDNS);
+    let mut written = 0;
+    for _ in 0..pairs {
+        for (name, text) in generator.next_pair() {
+            let path = dir.join(&name);
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// Streams one object of the bucket with stream-cdr-files, as the bucket's notification invokes
+/// it, and adds what it did to the run's counters.
+pub async fn stream_and_count(
+    function: &StreamCdrFiles,
+    key: &str,
+    progress: &Progress,
+) -> Result<stream_cdr_files::FileReport> {
+    let report = function
+        .stream_file(BUCKET, key)
+        .await
+        .with_context(|| format!("streaming s3://{BUCKET}/{key}"))?;
+    Progress::add(&progress.produced, report.published);
+    Progress::add(&progress.cdr_files, 1);
+    Progress::add(&progress.cdr_rows, report.rows);
+    Progress::add(&progress.cdr_records, report.published);
+    Progress::add(
+        &progress.cdr_rejected,
+        report.rejected + u64::from(report.file_rejected.is_some()),
+    );
+    Ok(report)
+}
+
+/// Streams every upload announced on `uploaded`, in order, and says what each came to. A file
+/// that cannot be streamed is reported and the next one is taken (in AWS the notification's
+/// invocation would be retried; here the file can be uploaded again, which changes no total).
+pub async fn stream_uploads(
+    function: Arc<StreamCdrFiles>,
+    mut uploaded: tokio::sync::mpsc::UnboundedReceiver<String>,
+    progress: Arc<Progress>,
+) {
+    while let Some(key) = uploaded.recv().await {
+        match stream_and_count(&function, &key, &progress).await {
+            Ok(report) => match &report.file_rejected {
+                Some(reason) => say(&format!(
+                    "SFTP upload {key}: rejected ({reason}); see the dead-letter queue"
+                )),
+                None => say(&format!(
+                    "SFTP upload {key}: {} rows, {} records published, {} rows rejected",
+                    thousands(report.rows),
+                    thousands(report.published),
+                    thousands(report.rejected)
+                )),
+            },
+            Err(e) => say(&format!("SFTP upload {key}: streaming failed: {e:#}")),
+        }
+    }
 }
 
 /// Serves the usage API on `127.0.0.1:port` until the task is dropped.
@@ -99,4 +160,23 @@ pub async fn serve_api(
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, api::router(state)).await;
     }))
+}
+
+/// Waits until the API at `127.0.0.1:port` answers `/health`.
+pub async fn wait_ready(port: u16, within: std::time::Duration) -> Result<()> {
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/health");
+    let started = std::time::Instant::now();
+    loop {
+        match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) if started.elapsed() >= within => {
+                anyhow::bail!("{url} answered {}", r.status())
+            }
+            Err(e) if started.elapsed() >= within => {
+                return Err(e).with_context(|| format!("{url} did not answer"));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
 }

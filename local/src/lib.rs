@@ -1,5 +1,5 @@
 //! The local runner's parts, shared with the end-to-end tests: tools, the stack, provisioning,
-//! the tick generator, the quote fetcher and the event-source poller.
+//! the tick generator, the quote fetcher, the event-source poller and the SFTP drop.
 
 pub mod cdr;
 pub mod generator;
@@ -9,5 +9,6 @@ pub mod poller;
 pub mod progress;
 pub mod provision;
 pub mod services;
+pub mod sftp;
 pub mod stack;
 pub mod tools;

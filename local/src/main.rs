@@ -10,7 +10,10 @@ use fetch_quotes::yahoo::{self, YahooProvider};
 use fetch_quotes::{FetchQuotes, Provider, Publisher};
 use wtc_core::quotes::SimulatedMarket;
 use wtc_core::simulate::{FULL_RUN_TICKS, ForexSimulator};
-use wtc_local::cdr::{BUCKET, LOCAL_API_USER, drop_files, provision_cdr, s3_client, serve_api};
+use wtc_local::cdr::{
+    BUCKET, LOCAL_API_USER, drop_files, provision_cdr, s3_client, serve_api, stream_uploads,
+    wait_ready,
+};
 use wtc_local::generator::{produce_ticks, tick_producer};
 use wtc_local::market::{candle_table, fetch_live, replay_session};
 use wtc_local::poller::{Invoker, KafkaPoller, PollerOptions};
@@ -36,9 +39,23 @@ struct Cli {
 enum Command {
     /// Install the local tools (tansu, moto) and exit.
     Install {
-        /// Also install what the tests use: kafka-python and the SAM CLI.
+        /// Also install what the tests use: kafka-python, paramiko and the SAM CLI.
         #[arg(long)]
         test_tools: bool,
+    },
+    /// Write CDR files as the curriculum's generator does (same names, columns and value ranges,
+    /// 50,000 MSISDNs, seeded), ready to upload to the SFTP drop.
+    GenerateCdr {
+        /// Pairs of files to write: a data and a voice file of 1,000 rows for each 200 s of
+        /// simulated time from 2024-01-01 00:00:00.
+        #[arg(long, default_value_t = 1)]
+        files: u64,
+        /// Seed (the same seed gives the same files).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Folder to write into (created if missing).
+        #[arg(long, default_value = "cdr-files")]
+        out: std::path::PathBuf,
     },
 }
 
@@ -109,6 +126,10 @@ struct UpArgs {
     /// Port of the usage API (the curriculum's).
     #[arg(long, default_value_t = api::LOCAL_PORT)]
     api_port: u16,
+    /// Port of the SFTP drop (the curriculum's); its user and password come from `SFTP_USERNAME`
+    /// and `SFTP_PASSWORD` (local defaults: cdr_data / password).
+    #[arg(long, default_value_t = wtc_local::sftp::DEFAULT_PORT)]
+    sftp_port: u16,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -134,6 +155,19 @@ async fn main() -> Result<()> {
                 wtc_local::tools::ensure_test_tools()?;
             }
             println!("tools ready:\n  {}\n  {}", tansu.display(), moto.display());
+            Ok(())
+        }
+        Some(Command::GenerateCdr { files, seed, out }) => {
+            let written = wtc_local::cdr::write_files(&out, files, seed)?;
+            println!(
+                "wrote {} files to {}; upload them with e.g. sftp -P {} {}@127.0.0.1 <<< 'put {}/*.csv {}/'",
+                thousands(written),
+                out.display(),
+                wtc_local::sftp::DEFAULT_PORT,
+                wtc_local::sftp::DEFAULT_USER.0,
+                out.display(),
+                wtc_local::sftp::UPLOAD_DIR,
+            );
             Ok(())
         }
         None => up(cli.up).await,
@@ -311,14 +345,26 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
         }
     }
     println!(
-        "usage: {} CDR files streamed; the API serves on http://127.0.0.1:{}",
-        thousands(progress.cdr_files.load(Ordering::Relaxed)),
+        "usage: {} CDR files streamed ({} rows, {} records, {} rejected) | {} rows added to usage \
+         totals with {} HVS writes ({} per 1,000 rows) | the API serves on http://127.0.0.1:{}",
+        thousands(s.cdr_files),
+        thousands(s.cdr_rows),
+        thousands(s.cdr_records),
+        thousands(s.cdr_rejected),
+        thousands(s.usage_rows),
+        thousands(s.usage_writes),
+        thousands(
+            (s.usage_writes * 1000)
+                .checked_div(s.usage_rows)
+                .unwrap_or(0)
+        ),
         args.api_port
     );
     if let Some(example) = usage.example.lock().ok().and_then(|e| e.clone()) {
         println!("try: {example}");
     }
     usage.api.abort();
+    usage.sftp.stop();
     outcome?;
     poll_result
 }
@@ -384,6 +430,7 @@ struct UsageSide {
     /// One aggregate-usage poller per CDR topic.
     pollers: Vec<tokio::task::JoinHandle<Result<()>>>,
     api: tokio::task::JoinHandle<()>,
+    sftp: wtc_local::sftp::SftpDrop,
     /// A `curl` request for usage that the run produces.
     example: Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -427,6 +474,17 @@ async fn start_usage(
         "usage API on http://127.0.0.1:{} (user {user}; API_USERNAME / API_PASSWORD set others)",
         args.api_port
     );
+    {
+        let (progress, port) = (progress.clone(), args.api_port);
+        tokio::spawn(async move {
+            match wait_ready(port, Duration::from_secs(30)).await {
+                Ok(()) => progress.api_ready.store(true, Ordering::Relaxed),
+                Err(e) => {
+                    wtc_local::progress::say(&format!("the usage API is not answering: {e:#}"))
+                }
+            }
+        });
+    }
     let aggregate = Arc::new(aggregate_usage::AggregateUsage {
         store: usage_store,
         dead_letters: dead_letters.clone(),
@@ -451,13 +509,14 @@ async fn start_usage(
         ));
     }
     let function = stream_cdr_files::StreamCdrFiles {
-        s3,
+        s3: s3.clone(),
         publisher: wtc_aws::publish::Publisher::Kafka(tick_producer(
             &stack.kafka_brokers,
             "cdr-data",
         )?),
         dead_letters: dead_letters.clone(),
     };
+    let sftp = start_sftp(args, stack, s3, &function, progress).await?;
     let example = Arc::new(std::sync::Mutex::new(None));
     let (pairs, seed, port) = (args.cdr_files, args.seed, args.api_port);
     if pairs > 0 {
@@ -484,8 +543,53 @@ async fn start_usage(
         drop,
         pollers,
         api,
+        sftp,
         example,
     })
+}
+
+/// Serves the SFTP drop: uploads land in the local bucket under `upload/` and are streamed by
+/// stream-cdr-files as the bucket's notification would have them.
+async fn start_sftp(
+    args: &UpArgs,
+    stack: &LocalStack,
+    s3: aws_sdk_s3::Client,
+    function: &stream_cdr_files::StreamCdrFiles,
+    progress: &Arc<Progress>,
+) -> Result<wtc_local::sftp::SftpDrop> {
+    use wtc_local::sftp::{DEFAULT_USER, DropTarget, SftpDrop, SftpOptions, UPLOAD_DIR};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let username = std::env::var("SFTP_USERNAME").unwrap_or_else(|_| DEFAULT_USER.0.to_owned());
+    let password = std::env::var("SFTP_PASSWORD").unwrap_or_else(|_| DEFAULT_USER.1.to_owned());
+    let sftp = SftpDrop::start(
+        SftpOptions {
+            port: args.sftp_port,
+            username: username.clone(),
+            password,
+            host_key_path: wtc_local::tools::tools_dir().join("sftp/host_ed25519_key"),
+        },
+        DropTarget {
+            s3,
+            bucket: BUCKET.to_owned(),
+            spool_dir: stack.run_dir.join("sftp-spool"),
+            uploaded: tx,
+        },
+    )
+    .await?;
+    tokio::spawn(stream_uploads(
+        Arc::new(function.clone()),
+        rx,
+        progress.clone(),
+    ));
+    println!(
+        "SFTP drop on sftp://{username}@127.0.0.1:{}/{UPLOAD_DIR} (host key {}; SFTP_USERNAME / \
+         SFTP_PASSWORD set others); uploads are streamed as they close, e.g. \
+         sftp -P {} {username}@127.0.0.1 <<< 'put cdr_data_20240101_000320.csv {UPLOAD_DIR}/'",
+        sftp.address.port(),
+        sftp.fingerprint,
+        sftp.address.port(),
+    );
+    Ok(sftp)
 }
 
 /// Waits for Ctrl-C (or SIGTERM), a failed generator or poller, or, with --exit-when-done, the end

@@ -54,6 +54,7 @@ impl Invoker {
                 result.response()?;
                 Ok(Invocation {
                     report: Some(result.report),
+                    usage: None,
                     item_failures: identifiers(result.item_failures),
                 })
             }
@@ -62,6 +63,7 @@ impl Invoker {
                 result.response()?;
                 Ok(Invocation {
                     report: None,
+                    usage: Some(result.report),
                     item_failures: identifiers(result.item_failures),
                 })
             }
@@ -81,15 +83,15 @@ impl Invoker {
                             format!("reading the function's batch item failures: {body}")
                         })?;
                     return Ok(Invocation {
-                        report: None,
                         item_failures: identifiers(Some(failures)),
+                        ..Default::default()
                     });
                 }
                 let report = serde_json::from_str(&body)
                     .with_context(|| format!("reading the function's report: {body}"))?;
                 Ok(Invocation {
                     report: Some(report),
-                    item_failures: Vec::new(),
+                    ..Default::default()
                 })
             }
         }
@@ -113,6 +115,8 @@ fn identifiers(failures: Option<BatchItemFailures>) -> Vec<String> {
 pub struct Invocation {
     /// The function's report (not available over HTTP for Kinesis, whose response is fixed).
     pub report: Option<process_ticks::BatchReport>,
+    /// aggregate-usage's report, when it is the function.
+    pub usage: Option<aggregate_usage::UsageReport>,
     /// Kinesis sequence numbers to deliver again.
     pub item_failures: Vec<String>,
 }
@@ -129,6 +133,12 @@ impl Invocation {
             Progress::add(&progress.rejected, r.rejected as u64);
             Progress::add(&progress.bars, r.bars as u64);
             Progress::add(&progress.candles_closed, r.candles_closed as u64);
+        }
+        if let Some(r) = &self.usage {
+            Progress::add(&progress.usage_rows, r.applied as u64);
+            Progress::add(&progress.duplicates, r.duplicates as u64);
+            Progress::add(&progress.rejected, r.rejected as u64);
+            Progress::add(&progress.usage_writes, r.items as u64);
         }
     }
 }

@@ -19,8 +19,19 @@ pub struct Progress {
     pub bars: AtomicU64,
     /// Candles whose indicators were computed as they closed.
     pub candles_closed: AtomicU64,
-    /// CDR files uploaded and streamed.
+    /// CDR files streamed by stream-cdr-files (generated or uploaded over SFTP).
     pub cdr_files: AtomicU64,
+    /// Rows read from those files, and the records published for them.
+    pub cdr_rows: AtomicU64,
+    pub cdr_records: AtomicU64,
+    /// Rows (and whole files) stream-cdr-files sent to the dead-letter queue.
+    pub cdr_rejected: AtomicU64,
+    /// CDR rows aggregate-usage added to the usage table's totals.
+    pub usage_rows: AtomicU64,
+    /// Usage items written to the usage table (the high-velocity store).
+    pub usage_writes: AtomicU64,
+    /// The usage API answered its health check.
+    pub api_ready: AtomicBool,
     pub generator_done: AtomicBool,
     /// The quote fetcher has published all it will (simulated runs end; live ones do not).
     pub market_done: AtomicBool,
@@ -38,6 +49,13 @@ pub struct Snapshot {
     pub batches: u64,
     pub bars: u64,
     pub candles_closed: u64,
+    pub cdr_files: u64,
+    pub cdr_rows: u64,
+    pub cdr_records: u64,
+    pub cdr_rejected: u64,
+    pub usage_rows: u64,
+    pub usage_writes: u64,
+    pub api_ready: bool,
 }
 
 impl Progress {
@@ -52,6 +70,13 @@ impl Progress {
             batches: self.batches.load(Ordering::Relaxed),
             bars: self.bars.load(Ordering::Relaxed),
             candles_closed: self.candles_closed.load(Ordering::Relaxed),
+            cdr_files: self.cdr_files.load(Ordering::Relaxed),
+            cdr_rows: self.cdr_rows.load(Ordering::Relaxed),
+            cdr_records: self.cdr_records.load(Ordering::Relaxed),
+            cdr_rejected: self.cdr_rejected.load(Ordering::Relaxed),
+            usage_rows: self.usage_rows.load(Ordering::Relaxed),
+            usage_writes: self.usage_writes.load(Ordering::Relaxed),
+            api_ready: self.api_ready.load(Ordering::Relaxed),
         }
     }
 
@@ -80,7 +105,8 @@ impl Snapshot {
         let rate = |now: u64, then: u64| thousands(((now - then) as f64 / secs).round() as u64);
         format!(
             "produced {} ({}/s) | processed {} ({}/s) | stored {} ({}/s) | duplicates {} | rejected {} | failed {} \
-             | bars {} | candles closed {}",
+             | bars {} | candles closed {} | CDR files {} rows {} records {} rejected {} | usage rows {} HVS writes {} \
+             | API {}",
             thousands(self.produced),
             rate(self.produced, before.produced),
             thousands(self.processed),
@@ -92,8 +118,25 @@ impl Snapshot {
             thousands(self.failed),
             thousands(self.bars),
             thousands(self.candles_closed),
+            thousands(self.cdr_files),
+            thousands(self.cdr_rows),
+            thousands(self.cdr_records),
+            thousands(self.cdr_rejected),
+            thousands(self.usage_rows),
+            thousands(self.usage_writes),
+            if self.api_ready { "ready" } else { "starting" },
         )
     }
+}
+
+/// Prints a line of its own, clearing a progress line being rewritten on a terminal first.
+pub fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    if out.is_terminal() {
+        let _ = write!(out, "\r\x1b[2K");
+    }
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// Prints a progress line every `every` until `stop` is set: rewritten in place on a terminal,

@@ -134,15 +134,18 @@ pub fn ensure_python_package(module: &str, requirement: &str) -> Result<PathBuf>
     Ok(python)
 }
 
-/// The tools the test suite needs beyond the stack's: kafka-python (the curriculum's client) and
-/// the SAM CLI (template validation).
+/// The tools the test suite needs beyond the stack's: kafka-python and paramiko (the curriculum's
+/// clients) and the SAM CLI (template validation).
 pub fn ensure_test_tools() -> Result<()> {
     ensure_python_package("kafka", KAFKA_PYTHON_REQUIREMENT)?;
+    ensure_python_package("paramiko", PARAMIKO_REQUIREMENT)?;
     ensure_python_tool("sam", &[SAM_CLI_REQUIREMENT])?;
     Ok(())
 }
 
 /// kafka-python, as the curriculum's producers use it.
 pub const KAFKA_PYTHON_REQUIREMENT: &str = "kafka-python>=2.0,<4";
+/// paramiko, the SFTP client the curriculum's CDR generator uploads with.
+pub const PARAMIKO_REQUIREMENT: &str = "paramiko>=3,<5";
 /// The SAM CLI, for `sam validate`.
 pub const SAM_CLI_REQUIREMENT: &str = "aws-sam-cli>=1.120,<2";

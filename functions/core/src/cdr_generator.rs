@@ -12,6 +12,8 @@ use rand_chacha::ChaCha8Rng;
 /// Rows per file, and seconds of simulated time per pair of files.
 pub const ROWS_PER_FILE: usize = 1_000;
 pub const SECONDS_PER_FILE: i64 = 200;
+/// The MSISDNs the reference generator draws from.
+pub const REFERENCE_MSISDNS: usize = 50_000;
 const START: i64 = 1_704_067_200_000_000;
 const DATA_TYPES: [&str; 5] = ["video", "audio", "image", "text", "application"];
 const SITES: [&str; 6] = [
