@@ -485,10 +485,10 @@ async fn start_usage(
             }
         });
     }
-    let aggregate = Arc::new(aggregate_usage::AggregateUsage {
-        store: usage_store,
-        dead_letters: dead_letters.clone(),
-    });
+    let aggregate = Arc::new(aggregate_usage::AggregateUsage::new(
+        usage_store,
+        dead_letters.clone(),
+    ));
     let mut pollers = Vec::new();
     for kind in ["data", "voice"] {
         let poller = KafkaPoller::new(

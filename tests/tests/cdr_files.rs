@@ -146,10 +146,10 @@ async fn uploaded_files_become_exact_usage_and_bad_rows_dead_letters() {
     }
     assert_eq!(values.len(), 3_000);
 
-    let aggregate = AggregateUsage {
-        store: UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone()),
-        dead_letters: h.function.dead_letters.clone(),
-    };
+    let aggregate = AggregateUsage::new(
+        UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone()),
+        h.function.dead_letters.clone(),
+    );
     let (mut applied, mut duplicates) = (0, 0);
     for batch in values.chunks(500) {
         let r = aggregate.handle(&kafka_event(batch)).await.report;

@@ -83,10 +83,10 @@ async fn put_rate(h: &Harness, pair: &str, hour: &str, mean_nanos: i128, ticks: 
 async fn the_usage_api_answers_as_the_spec_says() {
     let h = Harness::start("usage-api").await.unwrap();
     let all = records();
-    let function = AggregateUsage {
-        store: UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone()),
-        dead_letters: h.function.dead_letters.clone(),
-    };
+    let function = AggregateUsage::new(
+        UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone()),
+        h.function.dead_letters.clone(),
+    );
     let values: Vec<(i32, i64, Vec<u8>)> = all
         .iter()
         .enumerate()

@@ -107,10 +107,10 @@ async fn usage_totals_count_each_row_once_whatever_the_deliveries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregate_usage_stores_each_row_once_and_dead_letters_bad_records() {
     let h = Harness::start("aggregate").await.unwrap();
-    let function = AggregateUsage {
-        store: UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone()),
-        dead_letters: h.function.dead_letters.clone(),
-    };
+    let function = AggregateUsage::new(
+        UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone()),
+        h.function.dead_letters.clone(),
+    );
     let all = records();
     let bad = [
         "data,upload/cdr_data_20240101_000320.csv,etag9,2,123x,17,1,2,text,10.0.0.1,http://x/,2024-01-01 01:00:00",

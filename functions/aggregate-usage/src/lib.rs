@@ -9,9 +9,10 @@
 //! safely) or is reported as Kinesis batch item failures.
 
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use wtc_aws::{DeadLetterQueue, UsageStore, required_env};
-use wtc_core::cdr::{CdrRecord, UsageFold};
+use wtc_core::cdr::{Folded, UsageFold};
 use wtc_core::event::{BatchItemFailures, BatchOutcome};
 use wtc_core::{DeadLetter, SourceEvent};
 
@@ -41,6 +42,8 @@ pub type UsageResult = BatchOutcome<UsageReport>;
 pub struct AggregateUsage {
     pub store: UsageStore,
     pub dead_letters: DeadLetterQueue,
+    /// Folds of earlier batches, emptied, to be reused by the next ones.
+    folds: Arc<Mutex<Vec<UsageFold>>>,
 }
 
 impl AggregateUsage {
@@ -52,40 +55,53 @@ impl AggregateUsage {
             "the SQS queue URL for rejected records",
         )?;
         let sdk = wtc_aws::load_sdk_config().await;
-        Ok(Self {
-            store: UsageStore::new(aws_sdk_dynamodb::Client::new(&sdk), table),
-            dead_letters: DeadLetterQueue::new(aws_sdk_sqs::Client::new(&sdk), dlq),
-        })
+        Ok(Self::new(
+            UsageStore::new(aws_sdk_dynamodb::Client::new(&sdk), table),
+            DeadLetterQueue::new(aws_sdk_sqs::Client::new(&sdk), dlq),
+        ))
+    }
+
+    pub fn new(store: UsageStore, dead_letters: DeadLetterQueue) -> Self {
+        Self {
+            store,
+            dead_letters,
+            folds: Arc::default(),
+        }
+    }
+
+    /// An empty fold: one a previous batch left, or a new one sized for `records`.
+    fn take_fold(&self, records: usize) -> UsageFold {
+        self.folds
+            .lock()
+            .ok()
+            .and_then(|mut folds| folds.pop())
+            .unwrap_or_else(|| UsageFold::with_capacity(records))
+    }
+
+    fn give_back(&self, mut fold: UsageFold) {
+        fold.clear();
+        if let Ok(mut folds) = self.folds.lock() {
+            folds.push(fold);
+        }
     }
 
     pub async fn handle(&self, event: &SourceEvent) -> UsageResult {
         let started = Instant::now();
         let records = event.records();
-        let mut fold = UsageFold::with_capacity(records.len());
+        let mut fold = self.take_fold(records.len());
         // The record each folded row came from, in fold order.
         let mut origin = Vec::with_capacity(records.len());
         let mut in_batch_duplicates = 0;
         let mut letters = Vec::new();
         let mut rejected_origin = Vec::new();
-        let mut buf = Vec::with_capacity(256);
-        for (i, record) in records.iter().enumerate() {
-            let reason = match record.payload(&mut buf) {
-                Ok(payload) => match CdrRecord::decode(payload) {
-                    Ok(r) => {
-                        if fold.add(&r) {
-                            origin.push(i);
-                        } else {
-                            in_batch_duplicates += 1;
-                        }
-                        continue;
-                    }
-                    Err(e) => (Some(payload), e.to_string()),
-                },
-                Err(e) => (None, e.to_string()),
-            };
-            letters.push(DeadLetter::new(FUNCTION, record, reason.0, reason.1));
-            rejected_origin.push(i);
-        }
+        fold.fold_records(&records, |i, folded| match folded {
+            Folded::Added => origin.push(i),
+            Folded::Repeated => in_batch_duplicates += 1,
+            Folded::Rejected { payload, reason } => {
+                letters.push(DeadLetter::new(FUNCTION, &records[i], payload, reason));
+                rejected_origin.push(i);
+            }
+        });
 
         let outcome = self.store.apply(&fold).await;
         let failed_items: std::collections::HashSet<u32> =
@@ -109,12 +125,14 @@ impl AggregateUsage {
         let item_failures = event
             .is_kinesis()
             .then(|| BatchItemFailures::of(&records, &retry));
+        let items = fold.items.len() - failed_items.len();
+        self.give_back(fold);
         UsageResult {
             report: UsageReport {
                 records: records.len(),
                 applied: outcome.applied,
                 duplicates: outcome.duplicates + in_batch_duplicates,
-                items: fold.items.len() - failed_items.len(),
+                items,
                 rejected: letters.len(),
                 failed: retry.len(),
             },
