@@ -5,15 +5,21 @@
 //! and value in base64), honours a batch size and a batching window, retries a failed batch, sends
 //! the records of a batch that exhausts its retries to the dead-letter queue, and commits offsets
 //! only after the batch is done.
+//!
+//! It also guards against a broker that serves less than asked: tansu 0.6 answers a fetch from an
+//! offset inside a record batch with the batches after it, so a group resuming from a commit in
+//! the middle of a producer's batch would never see the rest of that batch. A partition whose first
+//! record comes after the offset due is read again from its start once, skipping what came before
+//! that offset (see `Positions`).
 
 use crate::progress::Progress;
 use anyhow::{Context, Result, bail};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wtc_aws::DeadLetterQueue;
 use wtc_core::event::{BatchItemFailures, KafkaEvent, KafkaRecord, encode_base64};
@@ -157,6 +163,7 @@ pub struct PollerOptions {
 /// A Kafka consumer feeding one function.
 pub struct KafkaPoller {
     consumer: StreamConsumer,
+    positions: Mutex<Positions>,
     options: PollerOptions,
     invoker: Invoker,
     dead_letters: DeadLetterQueue,
@@ -181,6 +188,7 @@ impl KafkaPoller {
             .with_context(|| format!("subscribing to {}", options.topic))?;
         Ok(Self {
             consumer,
+            positions: Mutex::default(),
             options,
             invoker,
             dead_letters,
@@ -214,8 +222,30 @@ impl KafkaPoller {
             };
             match tokio::time::timeout(wait, self.consumer.recv()).await {
                 Ok(Ok(message)) => {
-                    batch.push(to_record(&message));
-                    first_at.get_or_insert_with(Instant::now);
+                    let (topic, partition, offset) =
+                        (message.topic(), message.partition(), message.offset());
+                    let step = match self.positions.lock() {
+                        Ok(mut positions) => positions.step(topic, partition, offset, || {
+                            self.committed(topic, partition)
+                        }),
+                        Err(_) => bail!("the poller's positions are poisoned"),
+                    };
+                    match step {
+                        Step::Deliver => {
+                            batch.push(to_record(&message));
+                            first_at.get_or_insert_with(Instant::now);
+                        }
+                        Step::Skip => {}
+                        Step::Rewind { due } => {
+                            tracing::warn!(
+                                "{topic}/{partition}: the broker served offset {offset} where {due} \
+                                 was due; reading the partition again from its start"
+                            );
+                            self.consumer
+                                .seek(topic, partition, Offset::Beginning, Duration::from_secs(10))
+                                .with_context(|| format!("rewinding {topic}/{partition}"))?;
+                        }
+                    }
                 }
                 Ok(Err(e)) => {
                     // Broker hiccups (a restart, a rebalance) pass: keep what we have and go on.
@@ -268,6 +298,20 @@ impl KafkaPoller {
         }
     }
 
+    /// The group's committed offset of a partition, if any.
+    fn committed(&self, topic: &str, partition: i32) -> Option<i64> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, partition);
+        let committed = self
+            .consumer
+            .committed_offsets(list, Duration::from_secs(10))
+            .ok()?;
+        match committed.find_partition(topic, partition)?.offset() {
+            Offset::Offset(n) => Some(n),
+            _ => None,
+        }
+    }
+
     fn commit(&self, batch: &[KafkaRecord]) -> Result<()> {
         let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         for r in batch {
@@ -281,6 +325,59 @@ impl KafkaPoller {
         self.consumer
             .commit(&list, CommitMode::Sync)
             .context("committing offsets")
+    }
+}
+
+/// What to do with a consumed record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Deliver,
+    /// Before the offset due: already delivered (seen again after a rewind).
+    Skip,
+    /// After the offset due: read the partition again from its start.
+    Rewind {
+        due: i64,
+    },
+}
+
+/// The offset due next on each partition: the one after the last delivered, or, for a partition
+/// not seen yet, the group's commit. A record past it means the broker skipped some: the partition
+/// is read again once; a gap still there after that is taken as real (compaction, transaction
+/// markers) and the record is delivered.
+#[derive(Debug, Default)]
+struct Positions {
+    due: HashMap<(String, i32), i64>,
+    rewound: HashSet<(String, i32)>,
+}
+
+impl Positions {
+    fn step(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        committed: impl FnOnce() -> Option<i64>,
+    ) -> Step {
+        let key = (topic.to_owned(), partition);
+        let due = match self.due.get(&key) {
+            Some(&due) => Some(due),
+            None => committed(),
+        };
+        match due {
+            Some(due) if offset < due => {
+                self.due.insert(key, due);
+                Step::Skip
+            }
+            Some(due) if offset > due && self.rewound.insert(key.clone()) => {
+                self.due.insert(key, due);
+                Step::Rewind { due }
+            }
+            _ => {
+                self.rewound.remove(&key);
+                self.due.insert(key, offset + 1);
+                Step::Deliver
+            }
+        }
     }
 }
 
@@ -340,4 +437,45 @@ pub async fn dead_letter_batch(
 /// A self-managed Kafka event, as the event-source mapping would deliver these records.
 pub fn kafka_event(brokers: &str, batch: &[KafkaRecord]) -> SourceEvent {
     SourceEvent::Kafka(KafkaEvent::self_managed(brokers, batch.iter().cloned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_in_order_are_delivered_from_the_commit_on() {
+        let mut p = Positions::default();
+        assert_eq!(p.step("t", 0, 7, || Some(7)), Step::Deliver);
+        assert_eq!(p.step("t", 0, 8, || unreachable!()), Step::Deliver);
+        // Another partition, no commit yet: whatever comes first.
+        assert_eq!(p.step("t", 1, 3, || None), Step::Deliver);
+    }
+
+    #[test]
+    fn a_skipped_stretch_is_read_again_and_the_rest_skipped() {
+        let mut p = Positions::default();
+        // Committed 7, but the broker serves from 10 (the next batch): rewind.
+        assert_eq!(p.step("t", 0, 10, || Some(7)), Step::Rewind { due: 7 });
+        // From the start again: before 7 is skipped, 7 on delivered.
+        for offset in 0..7 {
+            assert_eq!(p.step("t", 0, offset, || unreachable!()), Step::Skip);
+        }
+        for offset in 7..12 {
+            assert_eq!(p.step("t", 0, offset, || unreachable!()), Step::Deliver);
+        }
+    }
+
+    #[test]
+    fn a_gap_still_there_after_one_rewind_is_real() {
+        let mut p = Positions::default();
+        assert_eq!(p.step("t", 0, 5, || Some(2)), Step::Rewind { due: 2 });
+        assert_eq!(p.step("t", 0, 0, || unreachable!()), Step::Skip);
+        assert_eq!(p.step("t", 0, 5, || unreachable!()), Step::Deliver);
+        // A later gap is questioned again.
+        assert_eq!(
+            p.step("t", 0, 9, || unreachable!()),
+            Step::Rewind { due: 6 }
+        );
+    }
 }

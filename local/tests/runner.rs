@@ -2,9 +2,9 @@
 
 mod common;
 
-use common::{Running, listening, runner};
+use common::{Running, csv_totals, generate_cdr, listening, runner};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wtc_local::services::free_port;
 use wtc_local::tools::{KAFKA_PYTHON_REQUIREMENT, ensure_python_package};
 
@@ -149,4 +149,144 @@ fn ctrl_c_prints_a_summary_and_stops_everything() {
         !listening(kafka_port) && !listening(aws_port),
         "a started service is still listening"
     );
+}
+
+/// The last figure the runner's progress line gave after `label`, e.g. `usage rows 1,200`.
+fn last_figure(out: &str, label: &str) -> Option<u64> {
+    let at = out.rfind(label)? + label.len();
+    out[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregator_killed_between_writes_leaves_usage_exact_once_the_batch_comes_again() {
+    let run_dir = std::env::temp_dir().join(format!("wtc-kill-{}", std::process::id()));
+    let stack = wtc_local::stack::LocalStack::start(wtc_local::stack::StackOptions::isolated(
+        run_dir.clone(),
+    ))
+    .await
+    .unwrap();
+    let given = [
+        "--kafka-brokers",
+        stack.kafka_brokers.as_str(),
+        "--aws-endpoint",
+        stack.aws_endpoint.as_str(),
+        "--ticks",
+        "10",
+        "--market-minutes",
+        "0",
+    ];
+
+    // Two pairs of files (the runner's own, seed 42), in batches of 100; killed (SIGKILL) once
+    // they are published, while usage is being written: some batches committed, one cut off
+    // between two writes.
+    let mut args = given.to_vec();
+    args.extend(["--cdr-files", "2", "--batch-size", "100"]);
+    let mut first = Running::start(runner(&args, 0, 0));
+    let started = Instant::now();
+    let applied = loop {
+        let out = first.stdout.lock().unwrap().clone();
+        // Every row published first (the files are streamed in a few seconds, the usage written
+        // over tens of seconds on moto): only the aggregator is cut off.
+        let published = last_figure(&out, " records ") == Some(4_000);
+        if let Some(n) = last_figure(&out, "usage rows ").filter(|n| published && *n >= 500) {
+            break n;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "no usage written:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    first.child.kill().unwrap();
+    let (_, out) = first.finish();
+    let before_kill = out
+        .lines()
+        .rfind(|l| l.starts_with("produced "))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        applied < 4_000,
+        "every row was in before the kill; nothing was cut off:\n{out}"
+    );
+
+    // A new runner on the same broker and tables, once the broker has dropped the killed
+    // consumers (their session timeout is 10 s): the groups resume from their last commits, so
+    // the cut-off batch comes again, and what it had written already must not count twice.
+    std::thread::sleep(Duration::from_secs(12));
+    let mut args = given.to_vec();
+    args.extend(["--cdr-files", "0", "--external-producer"]);
+    let second = Running::start(runner(&args, 0, 0));
+    let files = generate_cdr(2, 42, "kill-files");
+    let want = csv_totals(&files, false);
+    let dynamo = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
+    let started = Instant::now();
+    let (got, rows) = loop {
+        let (got, rows) = usage_table(&dynamo).await;
+        if rows >= 4_000 || started.elapsed() > Duration::from_secs(240) {
+            break (got, rows);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let status = Command::new("kill")
+        .args(["-INT", &second.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (ok, out) = second.finish_within(Duration::from_secs(60));
+    assert!(ok, "second runner failed:\n{out}");
+    assert_eq!(
+        rows, 4_000,
+        "rows in the usage totals; the first runner had come to\n{before_kill}\nthe second:\n{out}"
+    );
+    assert_eq!(got.len(), want.len(), "usage items");
+    assert!(got == want, "totals differ from the files");
+    // Rows the cut-off batch had written before the kill came again and were recognised.
+    let summary = &out[out.find("summary:").expect("a summary")..];
+    eprintln!(
+        "killed after {applied} rows; then {}",
+        summary.lines().next().unwrap_or_default()
+    );
+    assert!(
+        last_figure(summary, "| duplicates ").is_some_and(|n| n > 0),
+        "the redelivered batch found none of its rows written:\n{out}"
+    );
+    stack.stop().await;
+    let _ = std::fs::remove_dir_all(&files);
+    let _ = std::fs::remove_dir_all(&run_dir);
+}
+
+/// The usage table's totals, keyed as `csv_totals` keys them, and the rows they count.
+async fn usage_table(dynamo: &aws_sdk_dynamodb::Client) -> (common::CsvTotals, u64) {
+    let mut got = common::CsvTotals::new();
+    let mut rows = 0;
+    let mut pages = dynamo
+        .scan()
+        .table_name("wtc-usage")
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(item) = pages.next().await {
+        let item = item.unwrap();
+        let text = |k: &str| item[k].as_s().unwrap().clone();
+        let number = |k: &str| item[k].as_n().unwrap().parse::<u64>().unwrap();
+        let bucket = text("bucket");
+        let parts: Vec<&str> = bucket.split('#').collect();
+        got.insert(
+            (
+                text("msisdn"),
+                parts[0].to_owned(),
+                parts[1].to_owned(),
+                parts[2].to_owned(),
+            ),
+            number("total"),
+        );
+        rows += number("records");
+    }
+    (got, rows)
 }

@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::{Running, runner};
+use common::{CsvTotals, Running, csv_totals, generate_cdr, runner};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use wtc_local::services::free_port;
@@ -24,48 +23,6 @@ fn port_after(out: &str, prefix: &str) -> u16 {
         .collect::<String>()
         .parse()
         .unwrap()
-}
-
-/// Usage totals keyed by (msisdn, bucket start, category, usage type), summed straight from CSV
-/// files: hourly buckets, or daily ones with `daily`.
-type CsvTotals = BTreeMap<(String, String, String, String), u64>;
-
-fn csv_totals(dir: &Path, daily: bool) -> CsvTotals {
-    let mut totals = CsvTotals::new();
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
-    for path in paths {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&path).unwrap();
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split(',').collect();
-            // data: msisdn,tower_id,up_bytes,down_bytes,data_type,ip_address,website_url,event_datetime
-            // voice: msisdn,tower_id,call_type,dest_nr,call_duration_sec,start_time
-            let (category, usage_type, total, at) = if name.starts_with("cdr_data_") {
-                let bytes = f[2].parse::<u64>().unwrap() + f[3].parse::<u64>().unwrap();
-                ("data", f[4], bytes, f[7])
-            } else {
-                ("call", f[2], f[4].parse::<u64>().unwrap(), f[5])
-            };
-            let bucket = if daily {
-                format!("{} 00:00:00", &at[..10])
-            } else {
-                format!("{}:00:00", &at[..13])
-            };
-            *totals
-                .entry((
-                    f[0].to_owned(),
-                    bucket,
-                    category.to_owned(),
-                    usage_type.to_owned(),
-                ))
-                .or_default() += total;
-        }
-    }
-    totals
 }
 
 /// What the API answers for one MSISDN over 2024-01-01, in the same keys.
@@ -112,14 +69,7 @@ fn for_msisdn(totals: &CsvTotals, msisdn: &str) -> CsvTotals {
 async fn cdr_files_uploaded_over_sftp_are_served_by_the_api_within_a_minute() {
     let python = ensure_python_package("paramiko", PARAMIKO_REQUIREMENT).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/sftp_upload.py");
-    let files = std::env::temp_dir().join(format!("wtc-sftp-files-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&files);
-    let generated = Command::new(env!("CARGO_BIN_EXE_wtc-local"))
-        .args(["generate-cdr", "--files", "1", "--seed", "7", "--out"])
-        .arg(&files)
-        .output()
-        .unwrap();
-    assert!(generated.status.success(), "{generated:?}");
+    let files = generate_cdr(1, 7, "sftp-files");
     let mut paths: Vec<String> = std::fs::read_dir(&files)
         .unwrap()
         .map(|e| e.unwrap().path().to_string_lossy().into_owned())

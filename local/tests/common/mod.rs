@@ -2,8 +2,10 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -80,6 +82,21 @@ impl Running {
         }
     }
 
+    /// Waits at most `within` for the runner to exit (then kills it and fails, with what it
+    /// printed); returns whether it succeeded and all it printed.
+    pub fn finish_within(mut self, within: Duration) -> (bool, String) {
+        let started = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            if started.elapsed() > within {
+                let _ = self.child.kill();
+                let (_, out) = self.finish();
+                panic!("the runner did not exit within {within:?}:\n{out}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.finish()
+    }
+
     /// Waits for the runner to exit; returns whether it succeeded and all it printed.
     pub fn finish(mut self) -> (bool, String) {
         let status = self.child.wait().unwrap();
@@ -91,4 +108,66 @@ impl Running {
 
 pub fn listening(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok()
+}
+
+/// Usage totals keyed by (msisdn, bucket start, category, usage type), summed straight from CSV
+/// files: hourly buckets, or daily ones with `daily`.
+pub type CsvTotals = BTreeMap<(String, String, String, String), u64>;
+
+pub fn csv_totals(dir: &Path, daily: bool) -> CsvTotals {
+    let mut totals = CsvTotals::new();
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    for path in paths {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            // data: msisdn,tower_id,up_bytes,down_bytes,data_type,ip_address,website_url,event_datetime
+            // voice: msisdn,tower_id,call_type,dest_nr,call_duration_sec,start_time
+            let (category, usage_type, total, at) = if name.starts_with("cdr_data_") {
+                let bytes = f[2].parse::<u64>().unwrap() + f[3].parse::<u64>().unwrap();
+                ("data", f[4], bytes, f[7])
+            } else {
+                ("call", f[2], f[4].parse::<u64>().unwrap(), f[5])
+            };
+            let bucket = if daily {
+                format!("{} 00:00:00", &at[..10])
+            } else {
+                format!("{}:00:00", &at[..13])
+            };
+            *totals
+                .entry((
+                    f[0].to_owned(),
+                    bucket,
+                    category.to_owned(),
+                    usage_type.to_owned(),
+                ))
+                .or_default() += total;
+        }
+    }
+    totals
+}
+
+/// Writes `pairs` pairs of CDR files with `generate-cdr` into a fresh folder.
+pub fn generate_cdr(pairs: u64, seed: u64, tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wtc-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_wtc-local"))
+        .args([
+            "generate-cdr",
+            "--files",
+            &pairs.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    dir
 }
