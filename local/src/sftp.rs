@@ -300,6 +300,21 @@ struct SftpSession {
     next_handle: u64,
 }
 
+impl Drop for SftpSession {
+    /// A client that goes away without closing an upload leaves nothing stored: its spool goes.
+    fn drop(&mut self) {
+        for handle in self.handles.values() {
+            if let OpenHandle::Upload { name, spool, .. } = handle {
+                tracing::warn!(
+                    name,
+                    "SFTP upload abandoned before it was closed; not stored"
+                );
+                let _ = std::fs::remove_file(spool);
+            }
+        }
+    }
+}
+
 fn status(id: u32) -> Status {
     Status {
         id,
