@@ -616,8 +616,8 @@ pub struct CdrRecord<'a> {
 /// The fields of a record without quotes: at most 16, no allocation. Commas are found 64 bytes
 /// at a time: a mask with a bit per comma, built eight bytes at a time, whose bits are then
 /// visited in order.
-fn split_plain(value: &[u8]) -> Option<([&[u8]; 16], usize)> {
-    let mut fields: [&[u8]; 16] = [&[]; 16];
+/// They are written into `fields` (no copy of the array on return); returns how many.
+fn split_plain<'a>(value: &'a [u8], fields: &mut [&'a [u8]; 16]) -> Option<usize> {
     let mut n = 0;
     let mut start = 0;
     let mut visit = |mut mask: u64, base: usize| -> Option<()> {
@@ -638,7 +638,7 @@ fn split_plain(value: &[u8]) -> Option<([&[u8]; 16], usize)> {
     }
     visit(comma_mask(blocks.remainder()), base)?;
     *fields.get_mut(n)? = &value[start..];
-    Some((fields, n + 1))
+    Some(n + 1)
 }
 
 /// A bit per byte of `block` (at most 64 bytes) that is a comma.
@@ -694,7 +694,8 @@ impl<'a> CdrRecord<'a> {
                 ..record
             });
         }
-        let (fields, n) = split_plain(value).ok_or(RowRejection::FieldCount {
+        let mut fields = [&[][..]; 16];
+        let n = split_plain(value, &mut fields).ok_or(RowRejection::FieldCount {
             expected: 12,
             found: 17,
         })?;
@@ -1206,11 +1207,15 @@ mod tests {
             "abcdefgh,ijklmnop,",
             "a,bcdefghijklmnopqrstuvw,xyz,,1234567,8",
         ] {
-            let (fields, n) = split_plain(text.as_bytes()).unwrap_or_else(|| panic!("{text}"));
+            let mut fields = [&[][..]; 16];
+            let n = split_plain(text.as_bytes(), &mut fields).unwrap_or_else(|| panic!("{text}"));
             let naive: Vec<&[u8]> = text.as_bytes().split(|&b| b == b',').collect();
             assert_eq!(&fields[..n], naive.as_slice(), "{text:?}");
         }
-        assert!(split_plain(&[b','; 16]).is_none(), "17 fields are too many");
+        assert!(
+            split_plain(&[b','; 16], &mut [&[][..]; 16]).is_none(),
+            "17 fields are too many"
+        );
     }
 
     fn naive_digits(b: &[u8]) -> Option<u64> {
@@ -1276,8 +1281,9 @@ mod tests {
             0..300,
         )) {
             let naive: Vec<&[u8]> = text.split(|&b| b == b',').collect();
-            match split_plain(&text) {
-                Some((fields, n)) => proptest::prop_assert_eq!(&fields[..n], naive.as_slice()),
+            let mut fields = [&[][..]; 16];
+            match split_plain(&text, &mut fields) {
+                Some(n) => proptest::prop_assert_eq!(&fields[..n], naive.as_slice()),
                 None => proptest::prop_assert!(naive.len() > 16),
             }
         }
