@@ -365,6 +365,9 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
     }
     usage.api.abort();
     usage.sftp.stop();
+    // Its producer goes before the broker does (else it reports the broker gone).
+    usage.streamer.abort();
+    let _ = usage.streamer.await;
     outcome?;
     poll_result
 }
@@ -431,6 +434,8 @@ struct UsageSide {
     pollers: Vec<tokio::task::JoinHandle<Result<()>>>,
     api: tokio::task::JoinHandle<()>,
     sftp: wtc_local::sftp::SftpDrop,
+    /// Streams what the SFTP drop stores; holds a producer until it is stopped.
+    streamer: tokio::task::JoinHandle<()>,
     /// A `curl` request for usage that the run produces.
     example: Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -516,7 +521,7 @@ async fn start_usage(
         )?),
         dead_letters: dead_letters.clone(),
     };
-    let sftp = start_sftp(args, stack, s3, &function, progress).await?;
+    let (sftp, streamer) = start_sftp(args, stack, s3, &function, progress).await?;
     let example = Arc::new(std::sync::Mutex::new(None));
     let (pairs, seed, port) = (args.cdr_files, args.seed, args.api_port);
     if pairs > 0 {
@@ -544,6 +549,7 @@ async fn start_usage(
         pollers,
         api,
         sftp,
+        streamer,
         example,
     })
 }
@@ -556,7 +562,7 @@ async fn start_sftp(
     s3: aws_sdk_s3::Client,
     function: &stream_cdr_files::StreamCdrFiles,
     progress: &Arc<Progress>,
-) -> Result<wtc_local::sftp::SftpDrop> {
+) -> Result<(wtc_local::sftp::SftpDrop, tokio::task::JoinHandle<()>)> {
     use wtc_local::sftp::{DEFAULT_USER, DropTarget, SftpDrop, SftpOptions, UPLOAD_DIR};
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let username = std::env::var("SFTP_USERNAME").unwrap_or_else(|_| DEFAULT_USER.0.to_owned());
@@ -576,7 +582,7 @@ async fn start_sftp(
         },
     )
     .await?;
-    tokio::spawn(stream_uploads(
+    let streamer = tokio::spawn(stream_uploads(
         Arc::new(function.clone()),
         rx,
         progress.clone(),
@@ -589,7 +595,7 @@ async fn start_sftp(
         sftp.fingerprint,
         sftp.address.port(),
     );
-    Ok(sftp)
+    Ok((sftp, streamer))
 }
 
 /// Waits for Ctrl-C (or SIGTERM), a failed generator or poller, or, with --exit-when-done, the end
