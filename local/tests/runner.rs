@@ -133,12 +133,7 @@ fn ctrl_c_prints_a_summary_and_stops_everything() {
     ));
     running.wait_for("press Ctrl-C to stop", Duration::from_secs(180));
     running.wait_for("processed 500 ", Duration::from_secs(180));
-    let status = Command::new("kill")
-        .args(["-INT", &running.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (ok, stdout) = running.finish();
+    let (ok, stdout) = running.interrupt(Duration::from_secs(120));
     assert!(ok, "runner failed:\n{stdout}");
     assert!(
         stdout.contains("summary: produced 500 | processed 500 | stored 500"),
@@ -233,12 +228,7 @@ async fn an_aggregator_killed_between_writes_leaves_usage_exact_once_the_batch_c
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
-    let status = Command::new("kill")
-        .args(["-INT", &second.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (ok, out) = second.finish_within(Duration::from_secs(60));
+    let (ok, out) = second.interrupt(Duration::from_secs(120));
     assert!(ok, "second runner failed:\n{out}");
     assert_eq!(
         rows, 4_000,

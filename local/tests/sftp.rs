@@ -172,12 +172,7 @@ async fn cdr_files_uploaded_over_sftp_are_served_by_the_api_within_a_minute() {
         uploaded.elapsed().as_secs_f64()
     );
 
-    let status = Command::new("kill")
-        .args(["-INT", &running.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (ok, stdout) = running.finish();
+    let (ok, stdout) = running.interrupt(Duration::from_secs(120));
     assert!(ok, "runner failed:\n{stdout}");
     assert!(
         stdout.contains("SFTP upload upload/cdr_data_20240101_000320.csv: 1,000 rows, 1,000 records published, 0 rows rejected"),

@@ -82,6 +82,16 @@ impl Running {
         }
     }
 
+    /// Stops the runner as a user does, with Ctrl-C (SIGINT), and waits at most `within` for it.
+    pub fn interrupt(self, within: Duration) -> (bool, String) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -INT failed");
+        self.finish_within(within)
+    }
+
     /// Waits at most `within` for the runner to exit (then kills it and fails, with what it
     /// printed); returns whether it succeeded and all it printed.
     pub fn finish_within(mut self, within: Duration) -> (bool, String) {
