@@ -154,6 +154,16 @@ impl<R: BatchReport> BatchOutcome<R> {
         }
     }
 
+    /// What a Lambda handler ends with: the metrics line printed first (so a failed batch is
+    /// counted too), then the response.
+    pub fn finish(&self) -> Result<serde_json::Value, BatchFailed> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        println!("{}", self.metrics_line(now_ms));
+        self.response()
+    }
+
     /// The batch's metrics as one CloudWatch Embedded Metric Format line.
     pub fn metrics_line(&self, now_ms: i64) -> String {
         let mut metrics = self.report.metrics();

@@ -10,12 +10,7 @@ async fn main() -> Result<(), Error> {
         let function = &function;
         async move {
             let result = function.handle(&event.payload).await;
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            // Metrics first, so a failed batch is counted too.
-            println!("{}", result.metrics_line(now_ms));
-            Ok::<_, Error>(result.response()?)
+            Ok::<_, Error>(result.finish()?)
         }
     }))
     .await
