@@ -17,5 +17,11 @@ window.addEventListener("DOMContentLoaded", function () {
     validatorUrl: null,
     // Credentials typed into "Authorize" stay in this page's memory.
     persistAuthorization: false,
+    // Only the Authorization header that "Authorize" sets: no cookies or credentials the browser
+    // stored, and no browser login dialog when /data_usage answers 401 with WWW-Authenticate.
+    requestInterceptor: function (request) {
+      request.credentials = "omit";
+      return request;
+    },
   });
 });
