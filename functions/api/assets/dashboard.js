@@ -616,6 +616,7 @@
     const lines = Array.isArray(body.usage) ? body.usage : [];
     const data = lines.filter((l) => l.category === "data");
     const calls = lines.filter((l) => l.category === "call");
+    $("usage-charts").hidden = false; // before drawing, so the charts are created at their size
     drawUsageCategory("data", data, "none in this range");
     drawUsageCategory("call", calls, "none in this range");
     dash.usagePoints = data.length + calls.length;
@@ -716,6 +717,7 @@
         dash.usagePoints = 0;
         for (const kind of ["data", "call"]) if (usageCharts[kind]) drawUsageCategory(kind, [], "");
         $("usage-summary").hidden = true;
+        $("usage-charts").hidden = true;
       }
     } finally {
       button.disabled = false;
