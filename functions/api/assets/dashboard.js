@@ -10,6 +10,7 @@
   const MAX_BACKOFF_MS = 30000;
   const STALE_SECONDS = 30;
   const CHART_BARS = 300;
+  const MAX_SYMBOL_PAGES = 20;
   const INTERVALS = ["M1", "M30", "H1"];
   const INTERVAL_SECONDS = { M1: 60, M30: 1800, H1: 3600 };
 
@@ -751,14 +752,26 @@
     return delay;
   }
 
+  // Every page of /symbols (each page its own conditional request).
+  async function allSymbols() {
+    const all = [];
+    let url = "symbols";
+    for (let page = 0; url && page < MAX_SYMBOL_PAGES; page++) {
+      const answer = await getJson(url, dash.refreshes);
+      if (Array.isArray(answer.body.symbols)) all.push(...answer.body.symbols);
+      const token = answer.body.next_page_token;
+      url = token ? `symbols?page_token=${encodeURIComponent(token)}` : null;
+    }
+    return all;
+  }
+
   async function refresh() {
     running = true;
     timer = null;
     const errors = [];
     try {
       try {
-        const answer = await getJson("symbols", dash.refreshes);
-        symbols = Array.isArray(answer.body.symbols) ? answer.body.symbols : [];
+        symbols = await allSymbols();
       } catch (e) {
         errors.push(e);
       }
