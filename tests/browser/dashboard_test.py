@@ -22,9 +22,12 @@ Needs `playwright` from PyPI (its own browser download is not used) and /usr/bin
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -66,6 +69,20 @@ def parse_args(argv=None):
 def origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme, parts.netloc.lower()
+
+
+def api_symbols(base: str, timeout: float) -> set[str]:
+    """Every symbol /symbols lists, following next_page_token."""
+    symbols, url = set(), f"{base}/symbols"
+    for _ in range(100):
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.load(response)
+        symbols.update(s["symbol"] for s in body["symbols"])
+        token = body.get("next_page_token")
+        if not token:
+            return symbols
+        url = f"{base}/symbols?page_token={urllib.parse.quote(token)}"
+    raise Failure("/symbols gave more than 100 pages")
 
 
 def run(args, set_failing=None) -> str:
@@ -157,10 +174,18 @@ def run(args, set_failing=None) -> str:
         if not page.locator('a[href="https://www.tradingview.com/"]').count():
             raise Failure("no TradingView attribution link on the dashboard")
 
-        # 2. A latest price changes without a reload.
-        before = table_prices()
+        # 2. The table lists every symbol of /symbols (all its pages), and a price changes without a reload.
+        deadline = time.monotonic() + args.timeout
+        while True:  # a symbol whose first tick comes meanwhile shows at the next refresh
+            listed = api_symbols(base, args.timeout)
+            before = table_prices()
+            if set(before) == listed or time.monotonic() > deadline:
+                break
+            page.wait_for_timeout(1000)
         if not before:
             raise Failure("the latest-prices table is empty")
+        if set(before) != listed:
+            raise Failure(f"the latest-prices table lists {sorted(before)}, /symbols has {sorted(listed)}")
         changed = None
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline and changed is None:

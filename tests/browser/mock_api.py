@@ -42,6 +42,7 @@ CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline
 INTERVALS = {"M1": 60, "M30": 1800, "H1": 3600}
 TICK_SECONDS = 12  # simulated seconds per wall-clock second
 HISTORY_MINUTES = 400
+SYMBOLS_PAGE = 3
 UTC = timezone.utc
 
 # symbol, start of simulated time, first price, per-tick volatility, latest price source
@@ -464,14 +465,26 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def symbols(self, params):
+        """Pages of SYMBOLS_PAGE symbols (small, so that clients must follow next_page_token)."""
+        token = one(params, "page_token")
+        first = 0
+        if token:
+            try:
+                first = int(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().removeprefix("symbols:"))
+            except (ValueError, binascii.Error, UnicodeDecodeError):
+                raise BadParameter("page_token", "`page_token` is not one this API gave")
+        everything = list(self.market.series.values())
+        page = everything[first:first + SYMBOLS_PAGE]
+        rest = first + SYMBOLS_PAGE < len(everything)
+        next_token = base64.urlsafe_b64encode(f"symbols:{first + SYMBOLS_PAGE}".encode()).decode().rstrip("=") if rest else None
         out = []
-        for s in self.market.series.values():
+        for s in page:
             out.append({
                 "symbol": s.symbol, "price": s.last["price"],
                 "change": None if s.previous_close is None else round(s.last["price"] - s.previous_close, 6),
                 "at": rfc3339(s.last["at"]), "updated_at": rfc3339(s.updated_at), "intervals": list(INTERVALS),
             })
-        self.json(200, {"symbols": out})
+        self.json(200, {"symbols": out, "next_page_token": next_token})
 
     def latest_price(self, params):
         s = self.market.get(one(params, "symbol"))
