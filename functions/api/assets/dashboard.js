@@ -701,7 +701,9 @@
       cacheKey: `data_usage?${params}#${usageSerial}`,
       counter: dash.lookups,
     };
+    if (usageQuery) lastAnswers.delete(usageQuery.cacheKey);
     usageQuery = query;
+    query.pending = true;
     const button = $("usage-submit");
     button.disabled = true;
     button.textContent = "Looking up…";
@@ -721,6 +723,7 @@
         $("usage-charts").hidden = true;
       }
     } finally {
+      query.pending = false;
       button.disabled = false;
       button.textContent = "Look up";
     }
@@ -752,12 +755,29 @@
     return delay;
   }
 
+  // Market endpoints need no credentials unless the API is set to require them; once one answers
+  // 401, the username and password typed in the usage form are sent with them too.
+  let marketNeedsAuth = false;
+
+  async function market(url) {
+    const authorization = marketNeedsAuth ? basicAuthorization($("usage-user").value, $("usage-password").value) : null;
+    try {
+      return await getJson(url, dash.refreshes, authorization);
+    } catch (e) {
+      if (e.status === 401) {
+        marketNeedsAuth = true;
+        e.message += " (this API requires credentials for market data: enter its username and password in the usage form)";
+      }
+      throw e;
+    }
+  }
+
   // Every page of /symbols (each page its own conditional request).
   async function allSymbols() {
     const all = [];
     let url = "symbols";
     for (let page = 0; url && page < MAX_SYMBOL_PAGES; page++) {
-      const answer = await getJson(url, dash.refreshes);
+      const answer = await market(url);
       if (Array.isArray(answer.body.symbols)) all.push(...answer.body.symbols);
       const token = answer.body.next_page_token;
       url = token ? `symbols?page_token=${encodeURIComponent(token)}` : null;
@@ -789,17 +809,17 @@
         const gen = generation;
         const q = `symbol=${encodeURIComponent(dash.symbol)}&interval=${dash.interval}&sort=desc&limit=${CHART_BARS}`;
         const symbol = dash.symbol;
-        tasks.push(getJson(`candles?${q}`, dash.refreshes).then((a) => {
+        tasks.push(market(`candles?${q}`).then((a) => {
           if (gen === generation && (a.changed || dash.candles === 0)) drawCandles(a.body.candles || []);
         }));
-        tasks.push(getJson(`indicators?${q}`, dash.refreshes).then((a) => {
+        tasks.push(market(`indicators?${q}`).then((a) => {
           if (gen === generation && (a.changed || dash.indicators === 0)) drawIndicators(a.body.indicators || []);
         }));
-        tasks.push(getJson(`latest_price?symbol=${encodeURIComponent(symbol)}`, dash.refreshes).then((a) => {
+        tasks.push(market(`latest_price?symbol=${encodeURIComponent(symbol)}`).then((a) => {
           if (gen === generation) renderLatest(a.body);
         }));
       }
-      if (usageQuery) {
+      if (usageQuery && !usageQuery.pending) {
         const query = usageQuery;
         tasks.push(runUsage(query).catch((e) => {
           if (e.status === 401 && query === usageQuery) {
