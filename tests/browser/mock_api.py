@@ -376,6 +376,7 @@ class Handler(BaseHTTPRequestHandler):
     market: Market
     user = "wtc"
     password = "wtc-local"
+    market_auth = False
     quiet = False
 
     def log_message(self, format, *args):
@@ -449,6 +450,8 @@ class Handler(BaseHTTPRequestHandler):
             if route == "/data_usage":
                 return self.data_usage(params)
             if route in ("/symbols", "/latest_price", "/candles", "/indicators"):
+                if self.market_auth and not self.authorized():
+                    return self.refuse()
                 self.market.advance()
                 if self.market.failing:
                     return self.json(503, {"error": "the store could not be read; try again"})
@@ -516,18 +519,23 @@ class Handler(BaseHTTPRequestHandler):
         interval, page, token = ranged(params, indicators(closed))
         self.json(200, {"symbol": s.symbol, "interval": interval, "indicators": [with_times(r) for r in page], "next_page_token": token})
 
-    def data_usage(self, params):
+    def authorized(self) -> bool:
         header = self.headers.get("Authorization", "")
-        good = False
-        if header.startswith("Basic "):
-            try:
-                user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-                good = hmac.compare_digest(user.encode(), self.user.encode()) & hmac.compare_digest(password.encode(), self.password.encode())
-            except (ValueError, UnicodeDecodeError, binascii.Error):
-                good = False
-        if not good:
-            return self.json(401, {"error": "missing or wrong credentials (HTTP Basic)"},
-                             {"WWW-Authenticate": 'Basic realm="wtc-usage", charset="UTF-8"'})
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError, binascii.Error):
+            return False
+        return hmac.compare_digest(user.encode(), self.user.encode()) & hmac.compare_digest(password.encode(), self.password.encode())
+
+    def refuse(self):
+        self.json(401, {"error": "missing or wrong credentials (HTTP Basic)"},
+                  {"WWW-Authenticate": 'Basic realm="wtc-usage", charset="UTF-8"'})
+
+    def data_usage(self, params):
+        if not self.authorized():
+            return self.refuse()
         msisdn = one(params, "msisdn") or ""
         if not (1 <= len(msisdn) <= 15 and msisdn.isdigit()):
             raise BadParameter("msisdn", "`msisdn` must be 1 to 15 digits")
@@ -552,9 +560,11 @@ class Handler(BaseHTTPRequestHandler):
         })
 
 
-def serve(host: str, port: int, seed: int = 42, user: str = "wtc", password: str = "wtc-local", quiet: bool = False):
+def serve(host: str, port: int, seed: int = 42, user: str = "wtc", password: str = "wtc-local", quiet: bool = False,
+          market_auth: bool = False):
     """Starts the mock in a thread; returns the server (its .server_address has the port)."""
-    handler = type("MockHandler", (Handler,), {"market": Market(seed), "user": user, "password": password, "quiet": quiet})
+    handler = type("MockHandler", (Handler,), {"market": Market(seed), "user": user, "password": password, "quiet": quiet,
+                                               "market_auth": market_auth})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -568,9 +578,10 @@ def main():
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--user", default="wtc")
     parser.add_argument("--password", default="wtc-local")
+    parser.add_argument("--market-auth", action="store_true", help="market endpoints need the credentials too")
     parser.add_argument("--quiet", action="store_true", help="no request log")
     args = parser.parse_args()
-    server = serve(args.host, args.port, args.seed, args.user, args.password, args.quiet)
+    server = serve(args.host, args.port, args.seed, args.user, args.password, args.quiet, args.market_auth)
     host, port = server.server_address[:2]
     print(f"mock API on http://{host}:{port}/ (dashboard: /dashboard, docs: /docs); Ctrl-C stops it", flush=True)
     try:
