@@ -11,6 +11,8 @@ credentials (default `wtc` / `wtc-local`) and answers hourly usage for 2024-01-0
     python3 tests/browser/mock_api.py --port 18099
     open http://127.0.0.1:18099/dashboard
 
+`--market-auth` makes the market endpoints need the credentials too.
+
 Controls for trying failure handling by hand (GET):
     /_mock/control?pause=1   freeze the market (every refresh becomes a 304; prices go stale)
     /_mock/control?fail=1    market endpoints answer 503 until fail=0
@@ -38,7 +40,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 ASSETS = Path(__file__).resolve().parents[2] / "functions" / "api" / "assets"
-CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'"
+# The pages' policy, as the function sends it.
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 INTERVALS = {"M1": 60, "M30": 1800, "H1": 3600}
 TICK_SECONDS = 12  # simulated seconds per wall-clock second
 HISTORY_MINUTES = 400
