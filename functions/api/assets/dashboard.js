@@ -244,7 +244,7 @@
     autoscaleInfoProvider: () => ({ priceRange: { minValue: 0, maxValue: 100 } }),
   }), 1);
   for (const level of [70, 30]) {
-    rsiSeries.createPriceLine({ price: level, color: "#5d6579", lineWidth: 1, lineStyle: LC.LineStyle.Dashed, axisLabelVisible: true, title: "" });
+    rsiSeries.createPriceLine({ price: level, color: "#5d6579", lineWidth: 1, lineStyle: LC.LineStyle.Dashed, axisLabelVisible: false, title: String(level) });
   }
   rsiSeries.priceScale().applyOptions({ scaleMargins: { top: 0.08, bottom: 0.08 } });
   const histSeries = priceChart.addSeries(LC.HistogramSeries, { priceLineVisible: false, lastValueVisible: false }, 2);
