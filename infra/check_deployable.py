@@ -369,6 +369,14 @@ def check_graph(transformed: dict, values: dict, pseudo: dict) -> list[str]:
 
 # --------------------------------------------------------------------------- scenarios
 def check(template_path: Path, given: dict, pseudo: dict, rules: bool = True) -> list[str]:
+    try:
+        return check_values(template_path, given, pseudo, rules)
+    except (KeyError, ValueError, TypeError, IndexError) as e:
+        # An undefined condition or parameter, or an intrinsic function used the wrong way.
+        return [f"cannot evaluate the template: {e}"]
+
+
+def check_values(template_path: Path, given: dict, pseudo: dict, rules: bool) -> list[str]:
     template = load(template_path)
     declared = template.get("Parameters", {})
     values, missing = parameter_values(declared, given)
