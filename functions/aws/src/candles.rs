@@ -88,6 +88,7 @@ pub struct CandleCounts {
     pub state_writes: AtomicU64,
     pub value_writes: AtomicU64,
     pub conflicts: AtomicU64,
+    pub latest_writes: AtomicU64,
 }
 
 impl CandleCounts {
@@ -97,15 +98,35 @@ impl CandleCounts {
             |n: &AtomicU64| n.load(Ordering::Relaxed) as f64 * 1_000.0 / records.max(1) as f64;
         format!(
             "candles per 1,000 records: {:.1} candle writes, {:.1} queries, {:.1} state reads, \
-             {:.1} state writes, {:.1} indicator writes, {:.1} lost races",
+             {:.1} state writes, {:.1} indicator writes, {:.1} latest-price writes, {:.1} lost races",
             per(&self.candle_writes),
             per(&self.queries),
             per(&self.state_reads),
             per(&self.state_writes),
             per(&self.value_writes),
+            per(&self.latest_writes),
             per(&self.conflicts),
         )
     }
+}
+
+/// What a reader asks of a series (see `CandleStore::page`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PageRequest<'a> {
+    pub series: &'a str,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub limit: u32,
+    pub newest_first: bool,
+    /// Continue after the candle that started here (a page token's position).
+    pub after: Option<Timestamp>,
+}
+
+/// A page of candles, and where the next one continues (`None`: this was the last).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandlePage {
+    pub candles: Vec<StoredCandle>,
+    pub next_after: Option<Timestamp>,
 }
 
 /// Where a series' recomputation starts.
@@ -132,13 +153,13 @@ pub struct Advanced {
 
 #[derive(Debug, Clone)]
 pub struct CandleStore {
-    client: aws_sdk_dynamodb::Client,
-    candles_table: String,
+    pub(crate) client: aws_sdk_dynamodb::Client,
+    pub(crate) candles_table: String,
     state_table: String,
     /// The price basis of a series' indicators when it starts.
     pub default_price: Price,
-    retry: RetryPolicy,
-    counts: Arc<CandleCounts>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) counts: Arc<CandleCounts>,
 }
 
 /// The stored state of a series.
@@ -264,6 +285,37 @@ impl CandleStore {
         }
     }
 
+    /// A query of a series' candles with `from <= start <= to`, every attribute but the snapshot
+    /// (snapshots are read only when rewinding, by `candle_before`).
+    fn range_query(
+        &self,
+        series: &str,
+        from: &str,
+        to: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.candles_table)
+            .key_condition_expression("#series = :s AND #start BETWEEN :from AND :to")
+            .expression_attribute_names("#series", "series")
+            .expression_attribute_names("#start", "start")
+            .expression_attribute_values(":s", AttributeValue::S(series.to_owned()))
+            .expression_attribute_values(":from", AttributeValue::S(from.to_owned()))
+            .expression_attribute_values(":to", AttributeValue::S(to.to_owned()))
+            .projection_expression(CANDLE_ATTRIBUTES)
+            .expression_attribute_names("#o", "open")
+            .expression_attribute_names("#h", "high")
+            .expression_attribute_names("#l", "low")
+            .expression_attribute_names("#c", "close")
+            .expression_attribute_names("#t", "ticks")
+            .expression_attribute_names("#m", "mid_sum_nanos")
+            .expression_attribute_names("#v", "volume")
+            .expression_attribute_names("#w", "weight")
+            .expression_attribute_names("#oa", "open_at")
+            .expression_attribute_names("#ca", "close_at")
+            .expression_attribute_names("#i", "indicators")
+    }
+
     /// The stored candles of a series with `from <= start <= to`, in time order.
     pub async fn query(
         &self,
@@ -278,29 +330,8 @@ impl CandleStore {
         loop {
             let page = send_with_retry(&self.retry, || {
                 self.counts.queries.fetch_add(1, Ordering::Relaxed);
-                self.client
-                    .query()
-                    .table_name(&self.candles_table)
+                self.range_query(series, &from, &to)
                     .consistent_read(true)
-                    .key_condition_expression("#series = :s AND #start BETWEEN :from AND :to")
-                    .expression_attribute_names("#series", "series")
-                    .expression_attribute_names("#start", "start")
-                    .expression_attribute_values(":s", AttributeValue::S(series.to_owned()))
-                    .expression_attribute_values(":from", AttributeValue::S(from.clone()))
-                    .expression_attribute_values(":to", AttributeValue::S(to.clone()))
-                    // Snapshots are read only when rewinding (`candle_before`): leave them out.
-                    .projection_expression(CANDLE_ATTRIBUTES)
-                    .expression_attribute_names("#o", "open")
-                    .expression_attribute_names("#h", "high")
-                    .expression_attribute_names("#l", "low")
-                    .expression_attribute_names("#c", "close")
-                    .expression_attribute_names("#t", "ticks")
-                    .expression_attribute_names("#m", "mid_sum_nanos")
-                    .expression_attribute_names("#v", "volume")
-                    .expression_attribute_names("#w", "weight")
-                    .expression_attribute_names("#oa", "open_at")
-                    .expression_attribute_names("#ca", "close_at")
-                    .expression_attribute_names("#i", "indicators")
                     .set_exclusive_start_key(page_start.clone())
                     .send()
             })
@@ -317,6 +348,46 @@ impl CandleStore {
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// One page of a series' candles for readers: at most `limit` candles with
+    /// `from <= start <= to`, oldest first or newest first, continuing after the candle that
+    /// started at `after`; one eventually consistent query. The page's last start is where the
+    /// next one continues, if there is more.
+    pub async fn page(&self, request: &PageRequest<'_>) -> Result<CandlePage, String> {
+        let from = request.from.map_or_else(|| "0".to_owned(), start_key);
+        let to = request.to.map_or_else(|| "9".to_owned(), start_key);
+        let series = request.series;
+        let start_key = request.after.map(|after| {
+            HashMap::from([
+                ("series".to_owned(), AttributeValue::S(series.to_owned())),
+                ("start".to_owned(), AttributeValue::S(start_key(after))),
+            ])
+        });
+        let page = send_with_retry(&self.retry, || {
+            self.range_query(series, &from, &to)
+                .scan_index_forward(!request.newest_first)
+                .limit(request.limit.max(1) as i32)
+                .set_exclusive_start_key(start_key.clone())
+                .send()
+        })
+        .await
+        .map_err(|e| format!("querying candles of {series}: {e:?}"))?;
+        let mut candles = Vec::with_capacity(page.items().len());
+        for item in page.items() {
+            candles.push(
+                stored_candle(item)
+                    .ok_or_else(|| format!("a malformed candle item in {series}: {item:?}"))?,
+            );
+        }
+        let more = page.last_evaluated_key().is_some_and(|k| !k.is_empty());
+        let next_after = more
+            .then(|| candles.last().map(|c| c.candle.start))
+            .flatten();
+        Ok(CandlePage {
+            candles,
+            next_after,
+        })
     }
 
     /// The last candle of a series that starts before `before`.

@@ -5,6 +5,7 @@
 pub mod candles;
 pub mod config;
 pub mod dead_letters;
+pub mod latest;
 pub mod publish;
 pub mod retry;
 pub mod schema;

@@ -164,25 +164,98 @@ impl TickStore {
         }
     }
 
-    /// The mean mid price of a pair over an hour (exact: from the integer sum), if it had ticks.
-    pub async fn hour_mean(&self, pair: &str, hour: Timestamp) -> Result<Option<f64>, String> {
-        let out = crate::retry::send_with_retry(&self.retry, || {
-            self.client
-                .get_item()
-                .table_name(&self.rates_table)
-                .key("pair", AttributeValue::S(pair.to_owned()))
-                .key("bucket", AttributeValue::S(hour_bucket(hour)))
-                .send()
-        })
-        .await
-        .map_err(|e| format!("reading the rate of {pair} {}: {e:?}", hour_bucket(hour)))?;
-        Ok(out.item().and_then(|item| {
-            MidSum {
-                mid_sum_nanos: number(item, "mid_sum_nanos")?,
-                ticks: number(item, "ticks")?,
+    /// WAK per ZAR in each of `hours` that has both pairs' rates: 1 / (WAKMRV x MRVZAR), from the
+    /// hours' exact mean mids. Every hour is read once, `BatchGetItem` of up to 100 keys a call
+    /// (keys DynamoDB leaves unprocessed are asked again with backoff). An hour without rates is
+    /// absent; a read that fails is an error.
+    pub async fn wak_per_zar(
+        &self,
+        hours: &std::collections::BTreeSet<Timestamp>,
+    ) -> Result<HashMap<Timestamp, f64>, String> {
+        const PAIRS: [&str; 2] = ["MRVZAR", "WAKMRV"];
+        const KEYS_PER_CALL: usize = 100;
+        let keys: Vec<HashMap<String, AttributeValue>> = hours
+            .iter()
+            .flat_map(|hour| {
+                PAIRS.map(|pair| {
+                    HashMap::from([
+                        ("pair".to_owned(), AttributeValue::S(pair.to_owned())),
+                        ("bucket".to_owned(), AttributeValue::S(hour_bucket(*hour))),
+                    ])
+                })
+            })
+            .collect();
+        let mut means: HashMap<(String, String), f64> = HashMap::new();
+        for chunk in keys.chunks(KEYS_PER_CALL) {
+            let mut pending = chunk.to_vec();
+            let mut backoff = self.retry.backoff();
+            while !pending.is_empty() {
+                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(pending.clone()))
+                    .projection_expression("#p, #b, #s, #t")
+                    .expression_attribute_names("#p", "pair")
+                    .expression_attribute_names("#b", "bucket")
+                    .expression_attribute_names("#s", "mid_sum_nanos")
+                    .expression_attribute_names("#t", "ticks")
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let result = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.rates_table, request)
+                    .send()
+                    .await;
+                let out = match result {
+                    Ok(out) => out,
+                    Err(e) => {
+                        backoff
+                            .after(classify(e))
+                            .await
+                            .map_err(|e| format!("reading the hourly rates: {e}"))?;
+                        continue;
+                    }
+                };
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.rates_table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let sum = MidSum {
+                        mid_sum_nanos: number(item, "mid_sum_nanos").unwrap_or(0),
+                        ticks: number(item, "ticks").unwrap_or(0),
+                    };
+                    if let (Some(pair), Some(bucket), Some(mean)) = (
+                        item.get("pair").and_then(|v| v.as_s().ok()),
+                        item.get("bucket").and_then(|v| v.as_s().ok()),
+                        sum.mean(),
+                    ) {
+                        means.insert((pair.clone(), bucket.clone()), mean);
+                    }
+                }
+                pending = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.rates_table))
+                    .map(|k| k.keys().to_vec())
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    backoff
+                        .after(Attempt::Retry(format!(
+                            "{} keys left unprocessed (throttled)",
+                            pending.len()
+                        )))
+                        .await
+                        .map_err(|e| format!("reading the hourly rates: {e}"))?;
+                }
             }
-            .mean()
-        }))
+        }
+        Ok(hours
+            .iter()
+            .filter_map(|hour| {
+                let mean = |pair: &str| means.get(&(pair.to_owned(), hour_bucket(*hour))).copied();
+                Some((*hour, 1.0 / (mean("WAKMRV")? * mean("MRVZAR")?)))
+            })
+            .collect())
     }
 
     /// Step 1: writes raw ticks in batches of 25; returns the ticks that could not be written.

@@ -7,6 +7,7 @@ pub mod dead_letter;
 pub mod event;
 pub mod indicators;
 pub mod json;
+pub mod latest;
 pub mod metrics;
 pub mod quotes;
 pub mod rates;

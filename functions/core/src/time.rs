@@ -121,6 +121,17 @@ impl Timestamp {
         self.to_string()
     }
 
+    /// RFC 3339 in UTC: `2024-01-01T00:00:00Z`, with microseconds when there are any
+    /// (`2024-01-01T00:00:00.570000Z`), as market-data APIs write times.
+    pub fn to_rfc3339(self) -> String {
+        let (y, mo, d, h, mi, s, us) = self.civil();
+        if us == 0 {
+            format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+        } else {
+            format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}Z")
+        }
+    }
+
     /// `YYYY-MM-DD HH:MM:SS` (no fraction), the API's and the hourly items' form.
     pub fn to_seconds_string(self) -> String {
         let (y, mo, d, h, mi, s, _) = self.civil();
@@ -210,6 +221,16 @@ mod tests {
         let t = Timestamp::parse("2024-01-01 00:00:00.570000").unwrap();
         assert_eq!(t.micros(), 1_704_067_200_570_000);
         assert_eq!(t.to_string(), "2024-01-01 00:00:00.570000");
+    }
+
+    #[test]
+    fn rfc3339_carries_microseconds_only_when_there_are_some() {
+        let t = Timestamp::from_micros(1_704_067_200_570_000);
+        assert_eq!(t.to_rfc3339(), "2024-01-01T00:00:00.570000Z");
+        assert_eq!(
+            Timestamp::from_micros(1_704_067_200_000_000).to_rfc3339(),
+            "2024-01-01T00:00:00Z"
+        );
     }
 
     #[test]

@@ -13,10 +13,13 @@
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use wtc_aws::candles::BAR_WEIGHT;
-use wtc_aws::{CandleStore, DeadLetterQueue, TickStore, required_env};
+use wtc_aws::{CandleOutcome, CandleStore, DeadLetterQueue, TickStore, required_env};
+use wtc_core::candles::Interval;
 use wtc_core::event::{BatchItemFailures, BatchOutcome};
 use wtc_core::indicators::Price;
+use wtc_core::latest::LatestPrice;
 use wtc_core::quotes::{Bar, MarketRecord};
+use wtc_core::time::Timestamp;
 use wtc_core::{DeadLetter, SourceEvent, Tick};
 
 /// The function's name, as it appears in dead letters and metrics.
@@ -131,7 +134,8 @@ impl ProcessTicks {
                 .map(|b| (b.symbol.clone(), b.candle(), BAR_WEIGHT)),
         );
         let candles = self.candles.update(minutes).await;
-        for (symbol, e) in &candles.failed {
+        let latest_failed = self.record_latest(&ticks, &bars, &candles).await;
+        for (symbol, e) in candles.failed.iter().chain(&latest_failed) {
             let of_symbol = ticks
                 .iter()
                 .zip(&origin)
@@ -175,6 +179,41 @@ impl ProcessTicks {
             item_failures,
             error,
         }
+    }
+}
+
+impl ProcessTicks {
+    /// Stores each symbol's newest tick or bar, with the close of its last closed M1 candle when
+    /// this batch closed one. Returns the symbols whose price could not be stored.
+    async fn record_latest(
+        &self,
+        ticks: &[Tick],
+        bars: &[Bar],
+        candles: &CandleOutcome,
+    ) -> Vec<(String, String)> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        let mut latest = LatestPrice::newest(ticks, bars, Timestamp::from_micros(now));
+        for price in &mut latest {
+            price.previous_close = candles
+                .series
+                .iter()
+                .find(|s| s.symbol == price.symbol && s.interval == Interval::M1)
+                .and_then(|s| s.advanced.last)
+                .map(|(_, close, _)| close);
+        }
+        let writes = latest.iter().map(|price| async move {
+            (
+                price.symbol.clone(),
+                self.candles.record_latest(price).await,
+            )
+        });
+        futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .filter_map(|(symbol, result)| result.err().map(|e| (symbol, e)))
+            .collect()
     }
 }
 
