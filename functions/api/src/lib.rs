@@ -1,366 +1,315 @@
 //! The HTTP API: an axum `Router`, served by `lambda_http` behind API Gateway and by `axum::serve`
-//! locally (port 18089, the curriculum's).
+//! locally (port 18089, the curriculum's). One function serves the data, its OpenAPI document,
+//! the interactive docs and the dashboard, every asset embedded in the binary.
 //!
-//! - `GET /health`: `{"status": "ok"}`, no credentials needed.
-//! - `GET /data_usage?msisdn=…&start_time=YYYYMMDDHHMMSS&end_time=YYYYMMDDHHMMSS`: hourly usage, in
-//!   exactly the shape the curriculum's clients read (fields and their order). Opt-in extras:
-//!   `granularity=day` (daily buckets), `include=split` (`up_bytes`, `down_bytes` of data),
-//!   `include=cost` (`cost_zar`, and `cost_wak` from the hour's average forex rates), or both
-//!   (`include=split,cost`).
+//! - `GET /health`: `{"status": "ok"}`.
+//! - `GET /data_usage`: hourly usage in exactly the curriculum's shape, HTTP Basic (`usage`).
+//! - `GET /symbols`, `/latest_price`, `/candles`, `/indicators`: market data (`market`), open by
+//!   default, behind the same Basic credentials with `MARKET_DATA_AUTH=basic`.
+//! - `GET /openapi.json` (OpenAPI 3.1, generated from the handlers), `/docs` (Swagger UI),
+//!   `/dashboard` and `/assets/…` (`http`).
 //!
-//! Every request but `/health` needs HTTP Basic credentials, compared in constant time; a missing
-//! or wrong one gets 401 with `WWW-Authenticate`. A missing or malformed parameter, `start_time`
-//! after `end_time`, or a range longer than `MAX_RANGE_DAYS` gets 400 with a JSON error that names
-//! the parameter. A range without usage is 200 with an empty `usage` list.
+//! A bad parameter gets 400 with `{"error", "parameter"}`, an unknown symbol 404, a store that
+//! cannot be read 503. Market responses come from a short-lived in-memory cache when a warm
+//! function answered the same question within `CACHE_TTL_MS`, and every response carries a
+//! strong `ETag`, so a client that sends `If-None-Match` gets 304 while nothing changed.
+
+pub mod auth;
+pub mod http;
+pub mod market;
+pub mod openapi;
+pub mod params;
+pub mod usage;
+
+pub use auth::{Credentials, constant_time_eq};
+pub use http::HandlerTimings;
 
 use axum::Router;
-use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use bytes::Bytes;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use wtc_aws::{TickStore, UsageStore};
-use wtc_core::cdr::{Msisdn, Usage, UsageTotals, UsageType};
-use wtc_core::time::Timestamp;
+use std::time::Duration;
+use wtc_aws::{CandleStore, TickStore, UsageStore};
 
-/// The longest range one request may ask for.
-pub const MAX_RANGE_DAYS: i64 = 93;
 /// The port the curriculum's clients call locally.
 pub const LOCAL_PORT: u16 = 18089;
+/// How long a warm function reuses a market answer when `CACHE_TTL_MS` is not set.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(1);
+/// The memory the response cache may hold.
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
-const HOUR: i64 = 3_600_000_000;
-const DAY: i64 = 24 * HOUR;
-
-/// The credentials requests must carry.
-#[derive(Clone)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
+/// Settings beyond the stores and credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiSettings {
+    /// Market endpoints need the Basic credentials too (`MARKET_DATA_AUTH=basic`).
+    pub market_auth: bool,
+    /// How long a market answer is reused (`CACHE_TTL_MS`; 0 turns the cache off).
+    pub cache_ttl: Duration,
 }
 
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Credentials {{ username: {:?}, password: <hidden> }}",
-            self.username
-        )
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            market_auth: false,
+            cache_ttl: DEFAULT_CACHE_TTL,
+        }
     }
 }
 
-impl Credentials {
-    /// Whether an `Authorization` header carries these credentials. The comparison takes the
-    /// same time wherever the first difference is.
-    pub fn accepts(&self, header: Option<&HeaderValue>) -> bool {
-        let Some(encoded) = header
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Basic "))
-        else {
-            return false;
+impl ApiSettings {
+    /// `MARKET_DATA_AUTH` (`none`, the default, or `basic`) and `CACHE_TTL_MS`.
+    pub fn from_env() -> Result<Self, wtc_aws::ConfigError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let market_auth = match var("MARKET_DATA_AUTH").as_deref() {
+            None | Some("none") => false,
+            Some("basic") => true,
+            Some(other) => {
+                return Err(wtc_aws::ConfigError::Invalid {
+                    name: "MARKET_DATA_AUTH",
+                    reason: format!("must be `none` or `basic`, found {other:?}"),
+                });
+            }
         };
-        let Ok(given) = base64_simd::STANDARD.decode_to_vec(encoded.trim().as_bytes()) else {
-            return false;
+        let cache_ttl = match var("CACHE_TTL_MS") {
+            None => DEFAULT_CACHE_TTL,
+            Some(ms) => {
+                Duration::from_millis(ms.parse().map_err(|_| wtc_aws::ConfigError::Invalid {
+                    name: "CACHE_TTL_MS",
+                    reason: format!("must be a number of milliseconds, found {ms:?}"),
+                })?)
+            }
         };
-        let expected = format!("{}:{}", self.username, self.password).into_bytes();
-        constant_time_eq(&given, &expected)
+        Ok(Self {
+            market_auth,
+            cache_ttl,
+        })
     }
-}
-
-/// Compares every byte of the longer input, so the time does not tell where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
-    }
-    std::hint::black_box(diff) == 0
 }
 
 /// What the handlers share.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ApiState {
     pub usage: UsageStore,
     /// The tick store, for the hourly average rates that convert costs to WAK.
     pub rates: TickStore,
+    pub candles: CandleStore,
     pub credentials: Credentials,
+    pub settings: ApiSettings,
+    /// Market answers by their typed request, for `settings.cache_ttl`.
+    pub cache: moka::future::Cache<String, Cached>,
+    /// Handler times by route, store waits excluded.
+    pub timings: HandlerTimings,
 }
 
-pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/data_usage", get(data_usage))
-        .with_state(state)
-}
-
-async fn health() -> Response {
-    axum::Json(serde_json::json!({"status": "ok"})).into_response()
-}
-
-/// A JSON error naming the parameter at fault.
-fn bad_request(parameter: &str, message: String) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(serde_json::json!({"error": message, "parameter": parameter})),
-    )
-        .into_response()
-}
-
-fn unauthorized() -> Response {
-    let mut response = (
-        StatusCode::UNAUTHORIZED,
-        axum::Json(serde_json::json!({"error": "missing or wrong credentials (HTTP Basic)"})),
-    )
-        .into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"wtc-usage\", charset=\"UTF-8\""),
-    );
-    response
-}
-
-/// `YYYYMMDDHHMMSS`, UTC.
-pub fn parse_compact_time(text: &str) -> Option<Timestamp> {
-    let b = text.as_bytes();
-    if b.len() != 14 || !b.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Timestamp::parse(&format!(
-        "{}-{}-{} {}:{}:{}",
-        &text[0..4],
-        &text[4..6],
-        &text[6..8],
-        &text[8..10],
-        &text[10..12],
-        &text[12..14]
-    ))
-    .ok()
-}
-
-/// One line of the `usage` list: the sample's fields in the sample's order, then the opt-ins.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UsageLine {
-    pub category: &'static str,
-    pub usage_type: &'static str,
-    pub total: u64,
-    pub measure: &'static str,
-    pub start_time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub up_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub down_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cost_zar: Option<f64>,
-    /// `null` when an hour of the bucket has no forex rates.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cost_wak: Option<Option<f64>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UsageResponse {
-    pub msisdn: String,
-    pub start_time: String,
-    pub end_time: String,
-    pub usage: Vec<UsageLine>,
-}
-
-async fn data_usage(
-    State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    if !state
-        .credentials
-        .accepts(headers.get(header::AUTHORIZATION))
-    {
-        return unauthorized();
-    }
-    let param = |name: &str| params.get(name).map(String::as_str);
-    let Some(msisdn) = param("msisdn").and_then(|m| Msisdn::parse(m.as_bytes())) else {
-        return bad_request("msisdn", "`msisdn` must be 1 to 15 digits".into());
-    };
-    let mut times = [Timestamp::from_micros(0); 2];
-    for (slot, name) in times.iter_mut().zip(["start_time", "end_time"]) {
-        match param(name).map(parse_compact_time) {
-            Some(Some(t)) => *slot = t,
-            Some(None) => {
-                return bad_request(
-                    name,
-                    format!("`{name}` must be a UTC time as YYYYMMDDHHMMSS"),
-                );
-            }
-            None => return bad_request(name, format!("`{name}` is required (YYYYMMDDHHMMSS)")),
+impl ApiState {
+    pub fn new(
+        usage: UsageStore,
+        rates: TickStore,
+        candles: CandleStore,
+        credentials: Credentials,
+        settings: ApiSettings,
+    ) -> Self {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(CACHE_BYTES)
+            .weigher(|key: &String, value: &Cached| {
+                u32::try_from(key.len() + value.weight()).unwrap_or(u32::MAX)
+            })
+            .time_to_live(settings.cache_ttl.max(Duration::from_millis(1)))
+            .build();
+        Self {
+            usage,
+            rates,
+            candles,
+            credentials,
+            settings,
+            cache,
+            timings: HandlerTimings::default(),
         }
     }
-    let [start, end] = times;
-    if start > end {
-        return bad_request(
-            "start_time",
-            "`start_time` must not be after `end_time`".into(),
-        );
+
+    /// Whether a market request may be answered: always, unless market data needs credentials.
+    pub fn authorize_market(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.settings.market_auth
+            && !self.credentials.accepts(headers.get(header::AUTHORIZATION))
+        {
+            return Err(ApiError::unauthorized());
+        }
+        Ok(())
     }
-    if end.micros() - start.micros() > MAX_RANGE_DAYS * DAY {
-        return bad_request(
-            "end_time",
-            format!("`end_time` may be at most {MAX_RANGE_DAYS} days after `start_time`"),
-        );
+
+    /// A market answer: from the cache while it is fresh, else computed (concurrent requests
+    /// for the same key wait for one computation). Only successes are kept.
+    pub async fn cached(
+        &self,
+        key: String,
+        compute: impl Future<Output = Result<Cached, ApiError>>,
+    ) -> Result<Cached, ApiError> {
+        // Boxed: the cache moves the computation around by value before polling it.
+        let compute = Box::pin(compute);
+        if self.settings.cache_ttl.is_zero() {
+            return compute.await;
+        }
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let started = std::time::Instant::now();
+        let result = self
+            .cache
+            .try_get_with(key, async {
+                ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                compute.await
+            })
+            .await
+            .map_err(|e: Arc<ApiError>| (*e).clone());
+        // A request that waited for another's read waited for the store too.
+        if !ran.load(std::sync::atomic::Ordering::Relaxed) {
+            http::add_store_time(started.elapsed());
+        }
+        result
     }
-    let daily = match param("granularity") {
-        None | Some("hour") => false,
-        Some("day") => true,
-        Some(_) => {
-            return bad_request(
-                "granularity",
-                "`granularity` must be `hour` or `day`".into(),
+}
+
+/// What the cache keeps: a response body, or a latest price (whose response depends on the
+/// moment it is served: its age).
+#[derive(Debug, Clone)]
+pub enum Cached {
+    Body(Bytes),
+    Latest(Arc<wtc_core::latest::LatestPrice>),
+}
+
+impl Cached {
+    fn weight(&self) -> usize {
+        match self {
+            Cached::Body(b) => b.len(),
+            Cached::Latest(l) => 128 + l.symbol.len(),
+        }
+    }
+
+    pub fn into_body(self) -> Result<Bytes, ApiError> {
+        match self {
+            Cached::Body(b) => Ok(b),
+            Cached::Latest(_) => Err(ApiError::unavailable(
+                "the response",
+                "the cache holds a latest price under a body key",
+            )),
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, and what to send instead.
+    pub error: String,
+    /// The query parameter at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+}
+
+/// A request that cannot be answered as asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub parameter: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn bad_request(parameter: &'static str, message: String) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message,
+            parameter: Some(parameter),
+        }
+    }
+
+    pub fn not_found(parameter: &'static str, message: String) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message,
+            parameter: Some(parameter),
+        }
+    }
+
+    pub fn unauthorized() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: "missing or wrong credentials (HTTP Basic)".into(),
+            parameter: None,
+        }
+    }
+
+    /// A store could not be read: logged with its cause, answered without it.
+    pub fn unavailable(what: &str, cause: &str) -> Self {
+        tracing::error!(error = %cause, "reading {what} failed");
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("{what} could not be read; try again"),
+            parameter: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.message,
+            parameter: self.parameter.map(str::to_owned),
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"wtc\", charset=\"UTF-8\""),
             );
         }
-    };
-    let (mut split, mut cost) = (false, false);
-    for part in param("include")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|p| !p.is_empty())
-    {
-        match part {
-            "split" => split = true,
-            "cost" => cost = true,
-            other => {
-                return bad_request(
-                    "include",
-                    format!("`include` takes `split` and `cost`, found {other:?}"),
-                );
-            }
-        }
-    }
-
-    // Hour buckets overlapping [start, end].
-    let items = match state
-        .usage
-        .query(&msisdn, start.hour_start(), end.hour_start())
-        .await
-    {
-        Ok(items) => items,
-        Err(e) => {
-            tracing::error!(error = %e, "reading usage failed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({"error": "usage could not be read; try again"})),
-            )
-                .into_response();
-        }
-    };
-    let bucket_of = |hour: Timestamp| {
-        if daily {
-            Timestamp::from_micros(hour.micros().div_euclid(DAY) * DAY)
-        } else {
-            hour
-        }
-    };
-    // (bucket, data before call, type order) -> totals, and the costs of its hours.
-    let order = |u: UsageType| UsageType::ALL.iter().position(|x| *x == u).unwrap_or(0);
-    let mut buckets: BTreeMap<(Timestamp, usize), Bucket> = BTreeMap::new();
-    for item in items {
-        let micro_zar =
-            Usage::cost_micro_zar(item.usage_type, total_of(item.usage_type, &item.totals));
-        let wak = if cost {
-            wak_per_zar(&state.rates, item.hour).await
-        } else {
-            None
-        };
-        let entry = buckets
-            .entry((bucket_of(item.hour), order(item.usage_type)))
-            .or_insert((item.usage_type, UsageTotals::default(), 0, Some(0.0)));
-        entry.1.merge(&item.totals);
-        entry.2 += micro_zar;
-        entry.3 = match (entry.3, wak) {
-            (Some(sum), Some(rate)) => Some(sum + micro_zar as f64 / 1e6 * rate),
-            _ => None,
-        };
-    }
-    let usage = buckets
-        .into_iter()
-        .map(
-            |((bucket, _), (usage_type, totals, micro_zar, wak))| UsageLine {
-                category: usage_type.category(),
-                usage_type: usage_type.name(),
-                total: total_of(usage_type, &totals),
-                measure: usage_type.measure(),
-                start_time: bucket.to_seconds_string(),
-                up_bytes: (split && matches!(usage_type, UsageType::Data(_))).then_some(totals.up),
-                down_bytes: (split && matches!(usage_type, UsageType::Data(_)))
-                    .then_some(totals.down),
-                cost_zar: cost.then_some(micro_zar as f64 / 1e6),
-                cost_wak: cost.then_some(wak.map(|w| (w * 1e6).round() / 1e6)),
-            },
-        )
-        .collect();
-    axum::Json(UsageResponse {
-        msisdn: msisdn.to_string(),
-        start_time: start.to_seconds_string(),
-        end_time: end.to_seconds_string(),
-        usage,
-    })
-    .into_response()
-}
-
-/// A bucket being summed: its type, totals, cost in micro-ZAR, and cost in WAK (`None` once an
-/// hour of it has no rates).
-type Bucket = (UsageType, UsageTotals, u128, Option<f64>);
-
-fn total_of(usage_type: UsageType, t: &UsageTotals) -> u64 {
-    match usage_type {
-        UsageType::Data(_) => t.up + t.down,
-        UsageType::Call(_) => t.seconds,
+        response
     }
 }
 
-/// WAK per ZAR in an hour: 1 / (WAKMRV x MRVZAR), from the hour's mean mids.
-async fn wak_per_zar(rates: &TickStore, hour: Timestamp) -> Option<f64> {
-    let mrvzar = rates.hour_mean("MRVZAR", hour).await.ok()??;
-    let wakmrv = rates.hour_mean("WAKMRV", hour).await.ok()??;
-    Some(1.0 / (wakmrv * mrvzar))
+/// A JSON body, serialised once (it is what the cache keeps and the ETag is taken of).
+pub fn json_bytes<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::unavailable("the response", &e.to_string()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The service's health.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok` when the function answers.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
 
-    #[test]
-    fn compact_times_are_read_strictly() {
-        assert_eq!(
-            parse_compact_time("20240101010203").map(|t| t.to_seconds_string()),
-            Some("2024-01-01 01:02:03".into())
-        );
-        for bad in [
-            "2024010101020",
-            "2024-01-01 01:02:03",
-            "20241301010203",
-            "2024010101020x",
-        ] {
-            assert_eq!(parse_compact_time(bad), None, "{bad}");
-        }
-    }
+/// Whether the function answers (no credentials, no store read).
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    responses((status = 200, description = "The function answers", body = Health))
+)]
+async fn health() -> Response {
+    axum::Json(Health { status: "ok" }).into_response()
+}
 
-    #[test]
-    fn credentials_match_exactly() {
-        let c = Credentials {
-            username: "user".into(),
-            password: "pass".into(),
-        };
-        let header = |text: &str| HeaderValue::from_str(text).ok();
-        let basic = |pair: &str| {
-            header(&format!(
-                "Basic {}",
-                base64_simd::STANDARD.encode_to_string(pair)
-            ))
-        };
-        assert!(c.accepts(basic("user:pass").as_ref()));
-        for wrong in ["user:pas", "user:passs", "User:pass", ":", ""] {
-            assert!(!c.accepts(basic(wrong).as_ref()), "{wrong}");
-        }
-        assert!(!c.accepts(None));
-        assert!(!c.accepts(header("Bearer abc").as_ref()));
-        assert!(!c.accepts(header("Basic !!!").as_ref()));
-        assert!(!format!("{c:?}").contains("pass\""));
-    }
+/// Every route, its OpenAPI document, the docs and the dashboard.
+pub fn router(state: Arc<ApiState>) -> Router {
+    use utoipa_axum::{router::OpenApiRouter, routes};
+    let (api, document) = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health))
+        .routes(routes!(usage::data_usage))
+        .routes(routes!(market::symbols))
+        .routes(routes!(market::latest_price))
+        .routes(routes!(market::candles))
+        .routes(routes!(market::indicators))
+        .split_for_parts();
+    http::with_pages(api, openapi::finish(document))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::conditional,
+        ))
+        .with_state(state)
 }

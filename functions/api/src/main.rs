@@ -1,6 +1,6 @@
-use api::{ApiState, Credentials, LOCAL_PORT, router};
+use api::{ApiSettings, ApiState, Credentials, LOCAL_PORT, router};
 use std::sync::Arc;
-use wtc_aws::{ConfigError, TickStore, UsageStore, required_env};
+use wtc_aws::{CandleStore, ConfigError, TickStore, UsageStore, required_env};
 
 /// Credentials from Secrets Manager (`API_CREDENTIALS_SECRET_ARN`, a secret holding
 /// `{"username": ..., "password": ...}`) in AWS, else from `API_USERNAME` / `API_PASSWORD`.
@@ -27,13 +27,21 @@ async fn main() -> Result<(), lambda_http::Error> {
     wtc_aws::config::init_tracing();
     let usage = required_env("USAGE_TABLE", "the DynamoDB table of hourly usage")?;
     let rates = required_env("RATES_TABLE", "the DynamoDB table of forex rates")?;
+    let candles = required_env(
+        "CANDLES_TABLE",
+        "the DynamoDB table of candles and latest prices",
+    )?;
+    let settings = ApiSettings::from_env()?;
     let sdk = wtc_aws::load_sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let state = Arc::new(ApiState {
-        usage: UsageStore::new(dynamo.clone(), usage),
-        rates: TickStore::new(dynamo, String::new(), rates),
-        credentials: credentials(&sdk).await?,
-    });
+    let state = Arc::new(ApiState::new(
+        UsageStore::new(dynamo.clone(), usage),
+        TickStore::new(dynamo.clone(), String::new(), rates),
+        // Read only: the state table is never touched by the API.
+        CandleStore::new(dynamo, candles, String::new()),
+        credentials(&sdk).await?,
+        settings,
+    ));
     let app = router(state);
     if std::env::var("AWS_LAMBDA_RUNTIME_API").is_ok() {
         return lambda_http::run(app).await;
