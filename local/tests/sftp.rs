@@ -94,7 +94,7 @@ async fn cdr_files_uploaded_over_sftp_are_served_by_the_api_within_a_minute() {
     running.wait_for("| API ready", Duration::from_secs(30));
     let out = running.stdout.lock().unwrap().clone();
     let sftp_port = port_after(&out, "SFTP drop on sftp://cdr_data@127.0.0.1:");
-    let api_port = port_after(&out, "usage API on http://127.0.0.1:");
+    let api_port = port_after(&out, "API on http://127.0.0.1:");
     let upload = |args: &[&str], files: &[String]| {
         let out = Command::new(&python)
             .arg(script)

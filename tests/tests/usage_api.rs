@@ -3,11 +3,11 @@
 //! totals summed straight from the rows.
 
 use aggregate_usage::AggregateUsage;
-use api::{ApiState, Credentials, router};
+use api::{ApiSettings, ApiState, Credentials, router};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use std::sync::Arc;
-use wtc_aws::{TickStore, UsageStore};
+use wtc_aws::{CandleStore, TickStore, UsageStore};
 use wtc_tests::cdr::{expected, records};
 use wtc_tests::{Harness, kafka_event};
 
@@ -37,18 +37,24 @@ impl Api {
 const USER: (&str, &str) = ("analyst", "s3cret-for-tests");
 
 async fn start(h: &Harness) -> Api {
-    let state = Arc::new(ApiState {
-        usage: UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone()),
-        rates: TickStore::new(
+    let state = Arc::new(ApiState::new(
+        UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone()),
+        TickStore::new(
             h.dynamo.clone(),
             h.names.ticks_table.clone(),
             h.names.rates_table.clone(),
         ),
-        credentials: Credentials {
+        CandleStore::new(
+            h.dynamo.clone(),
+            h.names.candles_table.clone(),
+            h.names.indicator_state_table.clone(),
+        ),
+        Credentials {
             username: USER.0.into(),
             password: USER.1.into(),
         },
-    });
+        ApiSettings::default(),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
