@@ -1,6 +1,7 @@
 //! The local runner's parts, shared with the end-to-end tests: tools, the stack, provisioning,
 //! the tick generator, the quote fetcher, the event-source poller and the SFTP drop.
 
+pub mod bench;
 pub mod cdr;
 pub mod generator;
 pub mod kinesis;

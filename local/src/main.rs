@@ -61,7 +61,8 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct UpArgs {
-    /// Use Redpanda, Redpanda Console (:18084) and LocalStack from local/docker-compose.yml.
+    /// Use Redpanda, Redpanda Console (:18084) and moto's server image from
+    /// local/docker-compose.yml.
     #[arg(long)]
     docker: bool,
     /// Ticks the built-in generator produces.
@@ -346,7 +347,8 @@ async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
     }
     println!(
         "usage: {} CDR files streamed ({} rows, {} records, {} rejected) | {} rows added to usage \
-         totals with {} HVS writes ({} per 1,000 rows) | the API serves on http://127.0.0.1:{}",
+         totals with {} HVS writes ({} per 1,000 rows) | the API serves on http://127.0.0.1:{} \
+         (dashboard: /dashboard, docs: /docs)",
         thousands(s.cdr_files),
         thousands(s.cdr_rows),
         thousands(s.cdr_records),
@@ -460,33 +462,38 @@ async fn start_usage(
     );
     let usage_store = wtc_aws::UsageStore::new(dynamo.clone(), names.usage_table.clone());
     let api = serve_api(
-        Arc::new(api::ApiState {
-            usage: usage_store.clone(),
-            rates: wtc_aws::TickStore::new(
-                dynamo,
+        Arc::new(api::ApiState::new(
+            usage_store.clone(),
+            wtc_aws::TickStore::new(
+                dynamo.clone(),
                 names.ticks_table.clone(),
                 names.rates_table.clone(),
             ),
-            credentials: api::Credentials {
+            wtc_aws::CandleStore::new(
+                dynamo,
+                names.candles_table.clone(),
+                names.indicator_state_table.clone(),
+            ),
+            api::Credentials {
                 username: user.clone(),
                 password: password.clone(),
             },
-        }),
+            api::ApiSettings::from_env()?,
+        )),
         args.api_port,
     )
     .await?;
+    let base = format!("http://127.0.0.1:{}", args.api_port);
     println!(
-        "usage API on http://127.0.0.1:{} (user {user}; API_USERNAME / API_PASSWORD set others)",
-        args.api_port
+        "API on {base} (usage needs user {user}; API_USERNAME / API_PASSWORD set others): \
+         dashboard {base}/dashboard, docs {base}/docs, e.g. curl '{base}/latest_price?symbol=MRVZAR'"
     );
     {
         let (progress, port) = (progress.clone(), args.api_port);
         tokio::spawn(async move {
             match wait_ready(port, Duration::from_secs(30)).await {
                 Ok(()) => progress.api_ready.store(true, Ordering::Relaxed),
-                Err(e) => {
-                    wtc_local::progress::say(&format!("the usage API is not answering: {e:#}"))
-                }
+                Err(e) => wtc_local::progress::say(&format!("the API is not answering: {e:#}")),
             }
         });
     }

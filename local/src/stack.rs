@@ -16,7 +16,7 @@ pub struct StackOptions {
     /// Ports for what we start; 0 picks a free one.
     pub kafka_port: u16,
     pub aws_port: u16,
-    /// Start Redpanda, its console and LocalStack from `local/docker-compose.yml`.
+    /// Start Redpanda, its console and moto's server image from `local/docker-compose.yml`.
     pub docker: bool,
     /// Logs of started processes go here.
     pub run_dir: PathBuf,

@@ -1,0 +1,3 @@
+//! End-to-end benchmarks: the real handlers against the local emulator, with figures printed.
+
+pub mod api;
