@@ -462,18 +462,9 @@ async fn start_usage(
     );
     let usage_store = wtc_aws::UsageStore::new(dynamo.clone(), names.usage_table.clone());
     let api = serve_api(
-        Arc::new(api::ApiState::new(
-            usage_store.clone(),
-            wtc_aws::TickStore::new(
-                dynamo.clone(),
-                names.ticks_table.clone(),
-                names.rates_table.clone(),
-            ),
-            wtc_aws::CandleStore::new(
-                dynamo,
-                names.candles_table.clone(),
-                names.indicator_state_table.clone(),
-            ),
+        Arc::new(wtc_local::provision::api_state(
+            sdk,
+            names,
             api::Credentials {
                 username: user.clone(),
                 password: password.clone(),

@@ -132,3 +132,28 @@ pub fn process_ticks(
         ),
     }
 }
+
+/// The API wired to the provisioned tables, to serve in this process.
+pub fn api_state(
+    sdk: &SdkConfig,
+    names: &Names,
+    credentials: api::Credentials,
+    settings: api::ApiSettings,
+) -> api::ApiState {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    api::ApiState::new(
+        wtc_aws::UsageStore::new(dynamo.clone(), names.usage_table.clone()),
+        TickStore::new(
+            dynamo.clone(),
+            names.ticks_table.clone(),
+            names.rates_table.clone(),
+        ),
+        CandleStore::new(
+            dynamo,
+            names.candles_table.clone(),
+            names.indicator_state_table.clone(),
+        ),
+        credentials,
+        settings,
+    )
+}

@@ -23,6 +23,19 @@ use wtc_local::progress::Progress;
 use wtc_local::provision::{Names, process_ticks, provision_ticks};
 use wtc_local::stack::{LocalStack, StackOptions};
 
+/// The API served by a test; stopped when dropped.
+pub struct ServedApi {
+    pub base: String,
+    pub state: Arc<api::ApiState>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ServedApi {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
 pub struct Harness {
     pub stack: LocalStack,
     pub names: Names,
@@ -59,6 +72,32 @@ impl Harness {
 
     pub async fn stop(self) {
         self.stack.stop().await;
+    }
+
+    /// The API on this harness's tables with these credentials, served on a free port.
+    pub async fn serve_api(&self, user: (&str, &str), settings: api::ApiSettings) -> ServedApi {
+        let state = Arc::new(wtc_local::provision::api_state(
+            &self.sdk,
+            &self.names,
+            api::Credentials {
+                username: user.0.into(),
+                password: user.1.into(),
+            },
+            settings,
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let base = format!("http://{}", listener.local_addr().expect("its address"));
+        let app = api::router(state.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        ServedApi {
+            base,
+            state,
+            server,
+        }
     }
 
     /// Every candle in the candles table, with its indicators.

@@ -3,10 +3,9 @@
 //! body) that the document does not describe.
 
 use aggregate_usage::AggregateUsage;
-use api::{ApiSettings, ApiState, Credentials, router};
+use api::ApiSettings;
 use std::process::Command;
-use std::sync::Arc;
-use wtc_aws::{CandleStore, TickStore, UsageStore};
+use wtc_aws::UsageStore;
 use wtc_core::quotes::{Bar, SimulatedMarket};
 use wtc_core::simulate::ForexSimulator;
 use wtc_core::time::Timestamp;
@@ -44,7 +43,7 @@ async fn the_api_answers_as_its_document_says() {
     let out = h.function.handle(&kafka_event(&records)).await;
     assert_eq!(out.report.failed, 0, "{:?}", out.error);
     let usage_store = UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone());
-    let aggregate = AggregateUsage::new(usage_store.clone(), h.function.dead_letters.clone());
+    let aggregate = AggregateUsage::new(usage_store, h.function.dead_letters.clone());
     let rows: Vec<(i32, i64, Vec<u8>)> = wtc_tests::cdr::records()
         .into_iter()
         .enumerate()
@@ -53,29 +52,8 @@ async fn the_api_answers_as_its_document_says() {
     let out = aggregate.handle(&kafka_event(&rows)).await;
     assert_eq!(out.report.failed, 0, "{:?}", out.error);
 
-    let state = Arc::new(ApiState::new(
-        usage_store,
-        TickStore::new(
-            h.dynamo.clone(),
-            h.names.ticks_table.clone(),
-            h.names.rates_table.clone(),
-        ),
-        CandleStore::new(
-            h.dynamo.clone(),
-            h.names.candles_table.clone(),
-            h.names.indicator_state_table.clone(),
-        ),
-        Credentials {
-            username: USER.0.into(),
-            password: USER.1.into(),
-        },
-        ApiSettings::default(),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router(state)).await;
-    });
+    let served = h.serve_api(USER, ApiSettings::default()).await;
+    let base = served.base.clone();
 
     let report_dir = h.stack.run_dir.join("schemathesis");
     std::fs::create_dir_all(&report_dir).unwrap();
@@ -111,7 +89,7 @@ async fn the_api_answers_as_its_document_says() {
     .await
     .unwrap()
     .expect("running schemathesis");
-    server.abort();
+    drop(served);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&run.stdout),

@@ -3,15 +3,14 @@
 //! page in both orders; latest prices of ticks and bars; every 400 and the 404; ETags and 304s;
 //! the OpenAPI document, the docs and the dashboard; and credentials on market data when asked.
 
-use api::{ApiSettings, ApiState, Credentials, router};
+use api::{ApiSettings, ApiState};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use wtc_aws::{CandleStore, TickStore, UsageStore};
 use wtc_core::Tick;
 use wtc_core::quotes::Bar;
 use wtc_core::time::Timestamp;
-use wtc_tests::{Harness, kafka_event};
+use wtc_tests::{Harness, ServedApi, kafka_event};
 
 const USER: (&str, &str) = ("trader", "s3cret-for-tests");
 
@@ -19,40 +18,17 @@ struct Api {
     base: String,
     client: reqwest::Client,
     state: Arc<ApiState>,
-    server: tokio::task::JoinHandle<()>,
+    _served: ServedApi,
 }
 
 impl Api {
     async fn start(h: &Harness, settings: ApiSettings) -> Self {
-        let state = Arc::new(ApiState::new(
-            UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone()),
-            TickStore::new(
-                h.dynamo.clone(),
-                h.names.ticks_table.clone(),
-                h.names.rates_table.clone(),
-            ),
-            CandleStore::new(
-                h.dynamo.clone(),
-                h.names.candles_table.clone(),
-                h.names.indicator_state_table.clone(),
-            ),
-            Credentials {
-                username: USER.0.into(),
-                password: USER.1.into(),
-            },
-            settings,
-        ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(state.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let served = h.serve_api(USER, settings).await;
         Self {
-            base,
+            base: served.base.clone(),
             client: reqwest::Client::new(),
-            state,
-            server,
+            state: served.state.clone(),
+            _served: served,
         }
     }
 
@@ -83,12 +59,6 @@ impl Api {
             "{body}"
         );
         (status, body)
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 

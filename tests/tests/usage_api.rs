@@ -3,18 +3,16 @@
 //! totals summed straight from the rows.
 
 use aggregate_usage::AggregateUsage;
-use api::{ApiSettings, ApiState, Credentials, router};
+use api::ApiSettings;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
-use std::sync::Arc;
-use wtc_aws::{CandleStore, TickStore, UsageStore};
+use wtc_aws::UsageStore;
 use wtc_tests::cdr::{expected, records};
-use wtc_tests::{Harness, kafka_event};
+use wtc_tests::{Harness, ServedApi, kafka_event};
 
 struct Api {
-    base: String,
+    served: ServedApi,
     client: reqwest::Client,
-    server: tokio::task::JoinHandle<()>,
 }
 
 impl Api {
@@ -23,7 +21,7 @@ impl Api {
         query: &str,
         auth: Option<(&str, &str)>,
     ) -> (u16, reqwest::header::HeaderMap, String) {
-        let mut request = self.client.get(format!("{}{query}", self.base));
+        let mut request = self.client.get(format!("{}{query}", self.served.base));
         if let Some((user, password)) = auth {
             request = request.basic_auth(user, Some(password));
         }
@@ -37,33 +35,9 @@ impl Api {
 const USER: (&str, &str) = ("analyst", "s3cret-for-tests");
 
 async fn start(h: &Harness) -> Api {
-    let state = Arc::new(ApiState::new(
-        UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone()),
-        TickStore::new(
-            h.dynamo.clone(),
-            h.names.ticks_table.clone(),
-            h.names.rates_table.clone(),
-        ),
-        CandleStore::new(
-            h.dynamo.clone(),
-            h.names.candles_table.clone(),
-            h.names.indicator_state_table.clone(),
-        ),
-        Credentials {
-            username: USER.0.into(),
-            password: USER.1.into(),
-        },
-        ApiSettings::default(),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router(state)).await;
-    });
     Api {
-        base,
+        served: h.serve_api(USER, ApiSettings::default()).await,
         client: reqwest::Client::new(),
-        server,
     }
 }
 
@@ -306,6 +280,6 @@ async fn the_usage_api_answers_as_the_spec_says() {
             "{body}"
         );
     }
-    api.server.abort();
+    drop(api);
     h.stop().await;
 }

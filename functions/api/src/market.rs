@@ -231,6 +231,27 @@ enum Sort {
     Desc,
 }
 
+/// What a market endpoint may answer besides its data.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum MarketErrors {
+    /// Not modified since the ETag sent in `If-None-Match`.
+    #[response(status = 304)]
+    NotModified,
+    /// A parameter is missing or malformed.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// Credentials needed (`MARKET_DATA_AUTH=basic`).
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// No data for this symbol (`/symbols` never answers this).
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The store could not be read.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// Every symbol with data: its latest price and time, and its intervals.
 #[utoipa::path(
     get,
@@ -241,10 +262,7 @@ enum Sort {
     responses(
         (status = 200, description = "Symbols in symbol order", body = SymbolsResponse,
             headers(("ETag" = String, description = "Strong validator of the body"))),
-        (status = 304, description = "Not modified since the ETag sent in `If-None-Match`"),
-        (status = 400, description = "A parameter is malformed", body = ErrorBody),
-        (status = 401, description = "Credentials needed (`MARKET_DATA_AUTH=basic`)", body = ErrorBody),
-        (status = 503, description = "The store could not be read", body = ErrorBody),
+        MarketErrors,
     )
 )]
 pub async fn symbols(
@@ -291,11 +309,7 @@ pub async fn symbols(
     responses(
         (status = 200, description = "The symbol's newest price", body = LatestPriceResponse,
             headers(("ETag" = String, description = "Strong validator of the body"))),
-        (status = 304, description = "Not modified since the ETag sent in `If-None-Match`"),
-        (status = 400, description = "A parameter is missing or malformed", body = ErrorBody),
-        (status = 401, description = "Credentials needed (`MARKET_DATA_AUTH=basic`)", body = ErrorBody),
-        (status = 404, description = "No data for this symbol", body = ErrorBody),
-        (status = 503, description = "The store could not be read", body = ErrorBody),
+        MarketErrors,
     )
 )]
 pub async fn latest_price(
@@ -322,11 +336,7 @@ pub async fn latest_price(
     responses(
         (status = 200, description = "A page of candles", body = CandlesResponse,
             headers(("ETag" = String, description = "Strong validator of the body"))),
-        (status = 304, description = "Not modified since the ETag sent in `If-None-Match`"),
-        (status = 400, description = "A parameter is missing or malformed", body = ErrorBody),
-        (status = 401, description = "Credentials needed (`MARKET_DATA_AUTH=basic`)", body = ErrorBody),
-        (status = 404, description = "No data for this symbol", body = ErrorBody),
-        (status = 503, description = "The store could not be read", body = ErrorBody),
+        MarketErrors,
     )
 )]
 pub async fn candles(
@@ -334,23 +344,22 @@ pub async fn candles(
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response {
-    let answer = async {
-        state.authorize_market(&headers)?;
-        let range = SeriesRange::parse(&params)?;
-        state
-            .cached(format!("candles\n{}", range.key()), async {
-                let (page, next) = range.read(&state, |_| true).await?;
-                json_body(&CandlesResponse {
-                    symbol: range.symbol.as_str().to_owned(),
-                    interval: range.interval.into(),
-                    candles: page.iter().map(candle_out).collect(),
-                    next_page_token: next,
-                })
+    series_page(
+        &state,
+        &headers,
+        &params,
+        "candles",
+        |_| true,
+        |range, page, next| {
+            json_body(&CandlesResponse {
+                symbol: range.symbol.as_str().to_owned(),
+                interval: range.interval.into(),
+                candles: page.iter().map(candle_out).collect(),
+                next_page_token: next,
             })
-            .await
-            .and_then(Cached::into_body)
-    };
-    market_response(&state, answer.await)
+        },
+    )
+    .await
 }
 
 /// Every indicator of each closed candle of a symbol at an interval, a page at a time.
@@ -364,11 +373,7 @@ pub async fn candles(
         (status = 200, description = "A page of closed candles' indicators",
             body = IndicatorsResponse,
             headers(("ETag" = String, description = "Strong validator of the body"))),
-        (status = 304, description = "Not modified since the ETag sent in `If-None-Match`"),
-        (status = 400, description = "A parameter is missing or malformed", body = ErrorBody),
-        (status = 401, description = "Credentials needed (`MARKET_DATA_AUTH=basic`)", body = ErrorBody),
-        (status = 404, description = "No data for this symbol", body = ErrorBody),
-        (status = 503, description = "The store could not be read", body = ErrorBody),
+        MarketErrors,
     )
 )]
 pub async fn indicators(
@@ -376,23 +381,47 @@ pub async fn indicators(
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response {
+    let closed = |c: &StoredCandle| c.values.is_some();
+    series_page(
+        &state,
+        &headers,
+        &params,
+        "indicators",
+        closed,
+        |range, page, next| {
+            json_body(&IndicatorsResponse {
+                symbol: range.symbol.as_str().to_owned(),
+                interval: range.interval.into(),
+                indicators: page.iter().filter_map(indicator_row).collect(),
+                next_page_token: next,
+            })
+        },
+    )
+    .await
+}
+
+/// A page of a series as `/candles` or `/indicators` answer it: the candles `keep` takes, shaped
+/// by `body`, cached under the typed request.
+async fn series_page(
+    state: &ApiState,
+    headers: &HeaderMap,
+    params: &Params,
+    what: &str,
+    keep: fn(&StoredCandle) -> bool,
+    body: impl FnOnce(&SeriesRange, Vec<StoredCandle>, Option<String>) -> Result<Cached, ApiError>,
+) -> Response {
     let answer = async {
-        state.authorize_market(&headers)?;
-        let range = SeriesRange::parse(&params)?;
+        state.authorize_market(headers)?;
+        let range = SeriesRange::parse(params)?;
         state
-            .cached(format!("indicators\n{}", range.key()), async {
-                let (page, next) = range.read(&state, |c| c.values.is_some()).await?;
-                json_body(&IndicatorsResponse {
-                    symbol: range.symbol.as_str().to_owned(),
-                    interval: range.interval.into(),
-                    indicators: page.iter().filter_map(indicator_row).collect(),
-                    next_page_token: next,
-                })
+            .cached(format!("{what}\n{}", range.key()), async {
+                let (page, next) = range.read(state, keep).await?;
+                body(&range, page, next)
             })
             .await
             .and_then(Cached::into_body)
     };
-    market_response(&state, answer.await)
+    market_response(state, answer.await)
 }
 
 /// What `/candles` and `/indicators` ask for, parsed.

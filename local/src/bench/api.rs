@@ -83,15 +83,9 @@ async fn measure(
         }
     }
 
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let state = Arc::new(api::ApiState::new(
-        wtc_aws::UsageStore::new(dynamo.clone(), names.usage_table.clone()),
-        function.store.clone(),
-        wtc_aws::CandleStore::new(
-            dynamo,
-            names.candles_table.clone(),
-            names.indicator_state_table.clone(),
-        ),
+    let state = Arc::new(crate::provision::api_state(
+        &sdk,
+        &names,
         api::Credentials {
             username: "bench".into(),
             password: "bench".into(),
