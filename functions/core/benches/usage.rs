@@ -82,8 +82,8 @@ fn bench(c: &mut Criterion) {
             .collect();
         let mut fold = UsageFold::with_capacity(batch);
         decode_fold(&events[0], &mut fold);
-        let rows: u64 = fold.items.iter().map(|(_, t)| t.records).sum();
-        assert_eq!(rows, batch as u64, "every row decodes");
+        let rows: u128 = fold.items.iter().map(|(_, t)| t.records).sum();
+        assert_eq!(rows, batch as u128, "every row decodes");
         println!(
             "batches of {batch} rows: {} usage items, {:.1} table writes per 1,000 rows",
             fold.items.len(),

@@ -210,24 +210,31 @@ pub struct Usage {
     pub seconds: u64,
 }
 
+/// The most bytes one data row may count in each direction (a petabyte): beyond it a row is
+/// rejected, so that no total can wrap.
+pub const MAX_ROW_BYTES: u64 = 1_000_000_000_000_000;
+/// The longest call one voice row may count, in seconds (366 days).
+pub const MAX_CALL_SECONDS: u64 = 366 * 24 * 3_600;
+
 impl Usage {
     /// Bytes for data, seconds for calls.
-    pub fn total(&self) -> u64 {
+    pub fn total(&self) -> u128 {
         match self.usage_type {
-            UsageType::Data(_) => self.up + self.down,
-            UsageType::Call(_) => self.seconds,
+            UsageType::Data(_) => u128::from(self.up) + u128::from(self.down),
+            UsageType::Call(_) => u128::from(self.seconds),
         }
     }
 
     /// The exact cost in micro-ZAR: data 49 ZAR per 10^9 bytes (billed per byte), voice 1 ZAR a
-    /// minute (billed per second). Fractions of a micro-ZAR are carried as a remainder by the
-    /// caller's totals: this gives the cost of a total in one step, so sums stay exact.
-    pub fn cost_micro_zar(usage_type: UsageType, total: u64) -> u128 {
+    /// minute (billed per second), rounded up; `None` past what 128 bits hold. Fractions of a
+    /// micro-ZAR are carried as a remainder by the caller's totals: this gives the cost of a total
+    /// in one step, so sums stay exact.
+    pub fn cost_micro_zar(usage_type: UsageType, total: u128) -> Option<u128> {
         match usage_type {
             // 49 ZAR / 1e9 bytes = 49e6 micro-ZAR / 1e9 bytes = 49 / 1000 micro-ZAR per byte.
-            UsageType::Data(_) => (u128::from(total) * 49).div_ceil(1_000),
+            UsageType::Data(_) => total.checked_mul(49).map(|c| c.div_ceil(1_000)),
             // 1 ZAR / 60 s = 1e6 / 60 micro-ZAR per second.
-            UsageType::Call(_) => (u128::from(total) * 1_000_000).div_ceil(60),
+            UsageType::Call(_) => total.checked_mul(1_000_000).map(|c| c.div_ceil(60)),
         }
     }
 }
@@ -342,6 +349,22 @@ pub fn valid_msisdn(b: &[u8]) -> bool {
 
 fn digits(field: &'static str, b: &[u8], rule: &'static str) -> Result<u64, RowRejection> {
     parse_digits(b).ok_or_else(|| field_error(field, rule, b))
+}
+
+const BYTES_RULE: &str = "an integer from 0 to 10^15 (a petabyte)";
+const SECONDS_RULE: &str = "an integer from 0 to 31622400 (366 days)";
+
+/// An amount: digits, at most `max`.
+fn bounded(
+    field: &'static str,
+    b: &[u8],
+    max: u64,
+    rule: &'static str,
+) -> Result<u64, RowRejection> {
+    match parse_digits(b) {
+        Some(n) if n <= max => Ok(n),
+        _ => Err(field_error(field, rule, b)),
+    }
 }
 
 /// The value of 1 to 19 ASCII digits; `None` for anything else. Up to 16 digits are read eight
@@ -491,8 +514,8 @@ fn row_usage(
             Usage {
                 at: time(DATA_FIELDS[7], row[7])?,
                 usage_type: UsageType::Data(data_type),
-                up: digits(DATA_FIELDS[2], row[2], "a non-negative integer")?,
-                down: digits(DATA_FIELDS[3], row[3], "a non-negative integer")?,
+                up: bounded(DATA_FIELDS[2], row[2], MAX_ROW_BYTES, BYTES_RULE)?,
+                down: bounded(DATA_FIELDS[3], row[3], MAX_ROW_BYTES, BYTES_RULE)?,
                 seconds: 0,
             }
         }
@@ -510,7 +533,7 @@ fn row_usage(
                 usage_type: UsageType::Call(call_type),
                 up: 0,
                 down: 0,
-                seconds: digits(VOICE_FIELDS[4], row[4], "a non-negative integer")?,
+                seconds: bounded(VOICE_FIELDS[4], row[4], MAX_CALL_SECONDS, SECONDS_RULE)?,
             }
         }
     };
@@ -745,28 +768,51 @@ pub struct UsageKey {
     pub usage_type: UsageType,
 }
 
-/// Totals of one usage item.
+/// Totals of one usage item, 128 bits wide: rows are bounded (`MAX_ROW_BYTES`,
+/// `MAX_CALL_SECONDS`), so no realistic number of them reaches the bound, and every addition is
+/// still checked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UsageTotals {
-    pub up: u64,
-    pub down: u64,
-    pub seconds: u64,
-    pub records: u64,
+    pub up: u128,
+    pub down: u128,
+    pub seconds: u128,
+    pub records: u128,
 }
 
+/// A total would pass what 128 bits hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the usage item's total would pass 2^128 - 1")]
+pub struct TotalOverflow;
+
 impl UsageTotals {
-    pub fn add(&mut self, u: &Usage) {
-        self.up += u.up;
-        self.down += u.down;
-        self.seconds += u.seconds;
-        self.records += 1;
+    /// Adds a row's usage, or leaves the totals as they were if any would overflow.
+    pub fn add(&mut self, u: &Usage) -> Result<(), TotalOverflow> {
+        self.merge(&UsageTotals {
+            up: u128::from(u.up),
+            down: u128::from(u.down),
+            seconds: u128::from(u.seconds),
+            records: 1,
+        })
     }
 
-    pub fn merge(&mut self, o: &UsageTotals) {
-        self.up += o.up;
-        self.down += o.down;
-        self.seconds += o.seconds;
-        self.records += o.records;
+    /// Adds another item's totals, or leaves these as they were if any would overflow.
+    pub fn merge(&mut self, o: &UsageTotals) -> Result<(), TotalOverflow> {
+        let sum = UsageTotals {
+            up: self.up.checked_add(o.up).ok_or(TotalOverflow)?,
+            down: self.down.checked_add(o.down).ok_or(TotalOverflow)?,
+            seconds: self.seconds.checked_add(o.seconds).ok_or(TotalOverflow)?,
+            records: self.records.checked_add(o.records).ok_or(TotalOverflow)?,
+        };
+        *self = sum;
+        Ok(())
+    }
+
+    /// Bytes (up plus down) for data, seconds for calls.
+    pub fn total(&self, usage_type: UsageType) -> Result<u128, TotalOverflow> {
+        match usage_type {
+            UsageType::Data(_) => self.up.checked_add(self.down).ok_or(TotalOverflow),
+            UsageType::Call(_) => Ok(self.seconds),
+        }
     }
 }
 
@@ -851,8 +897,12 @@ fn prefetch(bytes: &[u8]) {
     let _ = bytes;
 }
 
-/// Lines below this are remembered in a bitset per file (128 KiB at most per file).
+/// Lines below this are remembered in a bitset per file (128 KiB at most per file)...
 const BITSET_LINES: u64 = 1 << 20;
+/// ...within 512 KiB for all the files of a batch; other lines go to a set that grows with the
+/// batch's records, not with what their line numbers say. A batch from many files, or with huge
+/// line numbers, therefore holds at most this plus a few words per record.
+const MAX_BITSET_WORDS: usize = 1 << 16;
 
 /// A batch folded into usage items: each item's totals and the rows they came from, each row
 /// once (a row delivered twice in one batch is folded once). Files are interned by content hash.
@@ -865,6 +915,8 @@ pub struct UsageFold {
     last_file: Option<u32>,
     /// Per file, a bit per line folded (lines up to `BITSET_LINES`; beyond, `seen_far`).
     seen: Vec<Vec<u64>>,
+    /// Words of all the bitsets in `seen`.
+    bitset_words: usize,
     seen_far: FoldMap<FoldedRow, ()>,
     index: FoldMap<UsageKey, u32>,
     /// Each item's key and totals.
@@ -881,6 +933,7 @@ impl UsageFold {
             file_index: FoldMap::default(),
             last_file: None,
             seen: Vec::new(),
+            bitset_words: 0,
             seen_far: FoldMap::default(),
             index: FoldMap::with_capacity_and_hasher(records, Default::default()),
             items: Vec::with_capacity(records),
@@ -895,14 +948,16 @@ impl UsageFold {
         self.file_index.clear();
         self.last_file = None;
         self.seen.clear();
+        self.bitset_words = 0;
         self.seen_far.clear();
         self.index.clear();
         self.items.clear();
         self.rows.clear();
     }
 
-    /// Folds a record in; false when its row was already folded in this batch.
-    pub fn add(&mut self, record: &CdrRecord<'_>) -> bool {
+    /// Folds a record in; false when its row was already folded in this batch, an error when its
+    /// item's totals would overflow (the row is then not folded).
+    pub fn add(&mut self, record: &CdrRecord<'_>) -> Result<bool, TotalOverflow> {
         let same = self
             .last_file
             .filter(|&f| self.files[f as usize].1.as_bytes() == record.etag.as_ref());
@@ -920,18 +975,20 @@ impl UsageFold {
             }
         };
         self.last_file = Some(file);
-        if record.line < BITSET_LINES {
+        let (word, bit) = ((record.line / 64) as usize, 1u64 << (record.line % 64));
+        let grow = (word + 1).saturating_sub(self.seen[file as usize].len());
+        if record.line < BITSET_LINES && self.bitset_words + grow <= MAX_BITSET_WORDS {
             let bits = &mut self.seen[file as usize];
-            let (word, bit) = ((record.line / 64) as usize, 1u64 << (record.line % 64));
-            if bits.len() <= word {
+            if grow > 0 {
                 bits.resize(word + 1, 0);
+                self.bitset_words += grow;
             }
             if bits[word] & bit != 0 {
-                return false;
+                return Ok(false);
             }
             bits[word] |= bit;
         } else if self.seen_far.insert((file, record.line), ()).is_some() {
-            return false;
+            return Ok(false);
         }
         let key = UsageKey {
             msisdn: record.msisdn,
@@ -943,9 +1000,11 @@ impl UsageFold {
         if item == next {
             self.items.push((key, UsageTotals::default()));
         }
-        self.items[item as usize].1.add(&record.usage);
+        if self.items[item as usize].1.add(&record.usage).is_err() {
+            return Err(TotalOverflow);
+        }
         self.rows.push((item, (file, record.line), record.usage));
-        true
+        Ok(true)
     }
 
     /// Decodes and folds every record of a batch, in order, and tells `each` what became of
@@ -965,8 +1024,17 @@ impl UsageFold {
             }
             match record.payload(&mut buf) {
                 Ok(payload) => match CdrRecord::decode(payload) {
-                    Ok(r) if self.add(&r) => each(i, Folded::Added),
-                    Ok(_) => each(i, Folded::Repeated),
+                    Ok(r) => match self.add(&r) {
+                        Ok(true) => each(i, Folded::Added),
+                        Ok(false) => each(i, Folded::Repeated),
+                        Err(e) => each(
+                            i,
+                            Folded::Rejected {
+                                payload: Some(payload),
+                                reason: e.to_string(),
+                            },
+                        ),
+                    },
                     Err(e) => each(
                         i,
                         Folded::Rejected {
@@ -1164,8 +1232,8 @@ mod tests {
         let mut fold = UsageFold::default();
         let encoded = encode_record(CdrKind::Voice, &id, &fields(voice));
         let first = CdrRecord::decode(encoded.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-        assert!(fold.add(&first));
-        assert!(!fold.add(&first), "the same row twice folds once");
+        assert_eq!(fold.add(&first), Ok(true));
+        assert_eq!(fold.add(&first), Ok(false), "the same row twice folds once");
         let (_, totals) = fold.items[0];
         assert_eq!((totals.seconds, totals.records), (262, 1));
         assert_eq!(fold.ledger_entry(fold.rows_by_item()[0][0].0), "9b2cf535:2");
@@ -1295,8 +1363,8 @@ mod tests {
             "voice,f.csv,e1,5000000,0837025539272,724,voice,1693098090050,262,2024-01-01 01:01:29";
         let r = CdrRecord::decode(value.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         let mut fold = UsageFold::default();
-        assert!(fold.add(&r));
-        assert!(!fold.add(&r));
+        assert_eq!(fold.add(&r), Ok(true));
+        assert_eq!(fold.add(&r), Ok(false));
     }
 
     #[test]
@@ -1313,15 +1381,20 @@ mod tests {
         // 1 GB of data is 49 ZAR; one minute of a call is 1 ZAR.
         assert_eq!(
             Usage::cost_micro_zar(UsageType::Data(DataType::Text), 1_000_000_000),
-            49_000_000
+            Some(49_000_000)
         );
         assert_eq!(
             Usage::cost_micro_zar(UsageType::Call(CallType::Voice), 60),
-            1_000_000
+            Some(1_000_000)
         );
         assert_eq!(
             Usage::cost_micro_zar(UsageType::Call(CallType::Voice), 1),
-            16_667
+            Some(16_667)
+        );
+        // Past 128 bits there is no cost, rather than a wrapped one.
+        assert_eq!(
+            Usage::cost_micro_zar(UsageType::Call(CallType::Voice), u128::MAX / 2),
+            None
         );
         assert_eq!(
             UsageType::from_names("data", "video"),

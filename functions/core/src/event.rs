@@ -103,16 +103,105 @@ pub struct BatchItemFailure {
     pub item_identifier: String,
 }
 
-/// A Kafka batch with records that could not be processed: the function fails, so that the
+/// Whether trying again can help: what a failure means for its record and its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// Throttling, a timeout, a server error, a lost connection: the same request may succeed
+    /// later, so the batch is delivered again.
+    Transient,
+    /// The deployment is wrong (a table, queue or bucket missing, access denied, credentials
+    /// refused): nothing succeeds until a setting is fixed, so the batch fails at once, without
+    /// retrying each record, and says what to check.
+    Deployment,
+    /// This record can never be accepted (it is invalid, or its item or message is too large):
+    /// it is dead-lettered and its batch goes on.
+    Rejected,
+}
+
+impl FailureKind {
+    /// The `errorType` a function reports to Lambda for a batch that failed this way.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            FailureKind::Transient => "TransientFailure",
+            FailureKind::Deployment => "DeploymentError",
+            FailureKind::Rejected => "RecordRejected",
+        }
+    }
+
+    /// The worse of two failures, for a batch's summary: a deployment error outranks a
+    /// transient one, which outranks a rejection.
+    pub fn worst(self, other: FailureKind) -> FailureKind {
+        let rank = |k: FailureKind| match k {
+            FailureKind::Rejected => 0,
+            FailureKind::Transient => 1,
+            FailureKind::Deployment => 2,
+        };
+        if rank(other) > rank(self) { other } else { self }
+    }
+}
+
+/// Why records of a batch could not be processed, in one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchError {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl BatchError {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: one_line(&message.into()),
+        }
+    }
+
+    /// Keeps the worse of the two (the first of equals).
+    pub fn keep_worst(slot: &mut Option<BatchError>, error: BatchError) {
+        match slot {
+            Some(held) if held.kind.worst(error.kind) == held.kind => {}
+            _ => *slot = Some(error),
+        }
+    }
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// At most `MAX_MESSAGE` bytes on one line: what logs and Lambda's `errorMessage` can carry.
+pub fn one_line(text: &str) -> String {
+    const MAX_MESSAGE: usize = 600;
+    let flat: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    crate::dead_letter::cut(&flat, MAX_MESSAGE)
+}
+
+/// A batch with records that could not be processed: for Kafka the function fails, so that the
 /// event-source mapping delivers the whole batch again.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{failed} of {records} records could not be processed after retries ({reason}); the batch will be retried"
+    "{failed} of {records} records could not be processed ({}); {}",
+    error.message,
+    match error.kind {
+        FailureKind::Deployment => "fix the deployment: the batch fails until then",
+        _ => "the batch will be retried",
+    }
 )]
 pub struct BatchFailed {
     pub failed: usize,
     pub records: usize,
-    pub reason: String,
+    pub error: BatchError,
+}
+
+impl BatchFailed {
+    /// The `errorType` Lambda shows for it (CloudWatch, the mapping's metrics).
+    pub fn error_type(&self) -> &'static str {
+        self.error.kind.error_type()
+    }
 }
 
 /// What a consumer reports about a batch: its counts, and its metrics.
@@ -133,8 +222,8 @@ pub struct BatchOutcome<R> {
     pub latency_ms: f64,
     /// For Kinesis: sequence numbers of the records to deliver again. `None` for Kafka.
     pub item_failures: Option<BatchItemFailures>,
-    /// The first failure's reason, when anything failed.
-    pub error: Option<String>,
+    /// The worst failure, when records are to be delivered again.
+    pub error: Option<BatchError>,
 }
 
 impl<R: BatchReport> BatchOutcome<R> {
@@ -145,10 +234,10 @@ impl<R: BatchReport> BatchOutcome<R> {
             return Ok(serde_json::to_value(failures).unwrap_or_default());
         }
         match &self.error {
-            Some(reason) if self.report.failed() > 0 => Err(BatchFailed {
+            Some(error) if self.report.failed() > 0 => Err(BatchFailed {
                 failed: self.report.failed(),
                 records: self.report.records(),
-                reason: reason.clone(),
+                error: error.clone(),
             }),
             _ => Ok(serde_json::to_value(&self.report).unwrap_or_default()),
         }
