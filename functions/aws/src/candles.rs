@@ -38,6 +38,7 @@
 //! leaves `pending`, and whoever commits next recomputes from there, so every closed candle's values
 //! end up those of one clean pass over the stored candles.
 
+use crate::error::{AwsError, Resource};
 use crate::retry::{RetryPolicy, SendError, send_with_retry};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::StreamExt;
@@ -154,8 +155,8 @@ pub struct Advanced {
 #[derive(Debug, Clone)]
 pub struct CandleStore {
     pub(crate) client: aws_sdk_dynamodb::Client,
-    pub(crate) candles_table: String,
-    state_table: String,
+    pub(crate) candles_table: Resource,
+    state_table: Resource,
     /// The price basis of a series' indicators when it starts.
     pub default_price: Price,
     pub(crate) retry: RetryPolicy,
@@ -174,13 +175,13 @@ struct SeriesState {
 impl CandleStore {
     pub fn new(
         client: aws_sdk_dynamodb::Client,
-        candles_table: String,
-        state_table: String,
+        candles_table: impl Into<Resource>,
+        state_table: impl Into<Resource>,
     ) -> Self {
         Self {
             client,
-            candles_table,
-            state_table,
+            candles_table: candles_table.into(),
+            state_table: state_table.into(),
             default_price: Price::Close,
             retry: RetryPolicy::default(),
             counts: Default::default(),
@@ -191,6 +192,11 @@ impl CandleStore {
         &self.counts
     }
 
+    /// Retries so far, and throttling among them.
+    pub fn retry_stats(&self) -> &crate::retry::RetryStats {
+        &self.retry.stats
+    }
+
     /// Writes a candle unless the stored one has as much weight or more (bars: or the same).
     /// Returns whether it was written.
     pub async fn put_candle(
@@ -199,7 +205,7 @@ impl CandleStore {
         interval: Interval,
         candle: &Candle,
         weight: u64,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, AwsError> {
         let series = series_key(symbol, interval);
         let condition = if weight >= BAR_WEIGHT && interval == Interval::M1 {
             "attribute_not_exists(#w) OR #w <= :w"
@@ -211,7 +217,7 @@ impl CandleStore {
             self.counts.candle_writes.fetch_add(1, Ordering::Relaxed);
             self.client
                 .update_item()
-                .table_name(&self.candles_table)
+                .table_name(&self.candles_table.name)
                 .key("series", AttributeValue::S(series.clone()))
                 .key("start", AttributeValue::S(start_key(candle.start)))
                 .update_expression(
@@ -248,9 +254,9 @@ impl CandleStore {
         match result {
             Ok(_) => Ok(true),
             Err(SendError::Condition) => Ok(false),
-            Err(SendError::Failed(e)) => Err(format!(
-                "writing candle {series} {}: {e}",
-                start_key(candle.start)
+            Err(SendError::Failed(e)) => Err(e.doing(
+                format!("writing candle {series} {}", start_key(candle.start)),
+                &self.candles_table,
             )),
         }
     }
@@ -261,7 +267,7 @@ impl CandleStore {
         symbol: &str,
         interval: Interval,
         start: Timestamp,
-    ) -> Result<(), String> {
+    ) -> Result<(), AwsError> {
         let last = Timestamp::from_micros(start.micros() + interval.micros() - 1);
         let minutes = self
             .query(&series_key(symbol, Interval::M1), Some(start), Some(last))
@@ -295,7 +301,7 @@ impl CandleStore {
     ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         self.client
             .query()
-            .table_name(&self.candles_table)
+            .table_name(&self.candles_table.name)
             .key_condition_expression("#series = :s AND #start BETWEEN :from AND :to")
             .expression_attribute_names("#series", "series")
             .expression_attribute_names("#start", "start")
@@ -322,7 +328,7 @@ impl CandleStore {
         series: &str,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
-    ) -> Result<Vec<StoredCandle>, String> {
+    ) -> Result<Vec<StoredCandle>, AwsError> {
         let from = from.map_or_else(|| "0".to_owned(), start_key);
         let to = to.map_or_else(|| "9".to_owned(), start_key);
         let mut out = Vec::new();
@@ -336,11 +342,11 @@ impl CandleStore {
                     .send()
             })
             .await
-            .map_err(|e| format!("querying candles of {series}: {e:?}"))?;
+            .map_err(|e| e.doing(format!("querying candles of {series}"), &self.candles_table))?;
             for item in page.items() {
                 out.push(
                     stored_candle(item)
-                        .ok_or_else(|| format!("a malformed candle item in {series}: {item:?}"))?,
+                        .ok_or_else(|| malformed(&self.candles_table, item))?,
                 );
             }
             match page.last_evaluated_key() {
@@ -354,7 +360,7 @@ impl CandleStore {
     /// `from <= start <= to`, oldest first or newest first, continuing after the candle that
     /// started at `after`; one eventually consistent query. The page's last start is where the
     /// next one continues, if there is more.
-    pub async fn page(&self, request: &PageRequest<'_>) -> Result<CandlePage, String> {
+    pub async fn page(&self, request: &PageRequest<'_>) -> Result<CandlePage, AwsError> {
         let from = request.from.map_or_else(|| "0".to_owned(), start_key);
         let to = request.to.map_or_else(|| "9".to_owned(), start_key);
         let series = request.series;
@@ -372,12 +378,12 @@ impl CandleStore {
                 .send()
         })
         .await
-        .map_err(|e| format!("querying candles of {series}: {e:?}"))?;
+        .map_err(|e| e.doing(format!("querying candles of {series}"), &self.candles_table))?;
         let mut candles = Vec::with_capacity(page.items().len());
         for item in page.items() {
             candles.push(
                 stored_candle(item)
-                    .ok_or_else(|| format!("a malformed candle item in {series}: {item:?}"))?,
+                    .ok_or_else(|| malformed(&self.candles_table, item))?,
             );
         }
         let more = page.last_evaluated_key().is_some_and(|k| !k.is_empty());
@@ -395,12 +401,12 @@ impl CandleStore {
         &self,
         series: &str,
         before: Timestamp,
-    ) -> Result<Option<StoredCandle>, String> {
+    ) -> Result<Option<StoredCandle>, AwsError> {
         let page = send_with_retry(&self.retry, || {
             self.counts.queries.fetch_add(1, Ordering::Relaxed);
             self.client
                 .query()
-                .table_name(&self.candles_table)
+                .table_name(&self.candles_table.name)
                 .consistent_read(true)
                 .key_condition_expression("#series = :s AND #start < :before")
                 .expression_attribute_names("#series", "series")
@@ -412,33 +418,38 @@ impl CandleStore {
                 .send()
         })
         .await
-        .map_err(|e| format!("querying candles of {series}: {e:?}"))?;
+        .map_err(|e| e.doing(format!("querying candles of {series}"), &self.candles_table))?;
         match page.items().first() {
             Some(item) => stored_candle(item)
                 .map(Some)
-                .ok_or_else(|| format!("a malformed candle item in {series}: {item:?}")),
+                .ok_or_else(|| malformed(&self.candles_table, item)),
             None => Ok(None),
         }
     }
 
-    async fn read_state(&self, series: &str) -> Result<Option<SeriesState>, String> {
+    async fn read_state(&self, series: &str) -> Result<Option<SeriesState>, AwsError> {
         let out = send_with_retry(&self.retry, || {
             self.counts.state_reads.fetch_add(1, Ordering::Relaxed);
             self.client
                 .get_item()
-                .table_name(&self.state_table)
+                .table_name(&self.state_table.name)
                 .key("series", AttributeValue::S(series.to_owned()))
                 .consistent_read(true)
                 .send()
         })
         .await
-        .map_err(|e| format!("reading the indicator state of {series}: {e:?}"))?;
+        .map_err(|e| {
+            e.doing(
+                format!("reading the indicator state of {series}"),
+                &self.state_table,
+            )
+        })?;
         let Some(item) = out.item() else {
             return Ok(None);
         };
         let set = text(item, "state")
             .and_then(|s| serde_json::from_str(s).ok())
-            .ok_or_else(|| format!("the indicator state of {series} is malformed"))?;
+            .ok_or_else(|| malformed(&self.state_table, item))?;
         Ok(Some(SeriesState {
             set,
             last_closed: text(item, "last_closed").and_then(|s| Timestamp::parse(s).ok()),
@@ -456,7 +467,7 @@ impl CandleStore {
         rewind: Rewind,
         price: Option<Price>,
         close_all: bool,
-    ) -> Result<Advanced, String> {
+    ) -> Result<Advanced, AwsError> {
         let series = series_key(symbol, interval);
         for _ in 0..MAX_CONFLICTS {
             let state = self.read_state(&series).await?;
@@ -516,7 +527,7 @@ impl CandleStore {
                     low: k.low,
                     close: k.close,
                 });
-                let snapshot = serde_json::to_string(&set).map_err(|e| e.to_string())?;
+                let snapshot = to_json(&set)?;
                 computed.push((k.start, k.close, values, snapshot));
             }
             let new_last = computed.last().map(|c| c.0).max(last_closed);
@@ -535,11 +546,11 @@ impl CandleStore {
                     self.write_values(&series, *start, values, snapshot, committed)
                 })
                 .collect();
-            let results: Vec<Result<(), String>> = futures::stream::iter(writes)
+            let results: Vec<Result<(), AwsError>> = futures::stream::iter(writes)
                 .buffer_unordered(CONCURRENCY)
                 .collect()
                 .await;
-            results.into_iter().collect::<Result<(), String>>()?;
+            results.into_iter().collect::<Result<(), AwsError>>()?;
             self.clear_pending(&series, committed).await?;
             let newly = computed
                 .iter()
@@ -551,8 +562,12 @@ impl CandleStore {
                 last: computed.last().map(|c| (c.0, c.1, c.2)),
             });
         }
-        Err(format!(
-            "advancing the indicators of {series}: lost the race {MAX_CONFLICTS} times in a row"
+        Err(AwsError::throttled(format!(
+            "lost the race to another writer {MAX_CONFLICTS} times in a row"
+        ))
+        .doing(
+            format!("advancing the indicators of {series}"),
+            &self.state_table,
         ))
     }
 
@@ -565,14 +580,14 @@ impl CandleStore {
         pending: Option<Timestamp>,
         expected: u64,
         version: u64,
-    ) -> Result<bool, String> {
-        let state = serde_json::to_string(set).map_err(|e| e.to_string())?;
+    ) -> Result<bool, AwsError> {
+        let state = to_json(set)?;
         let result = send_with_retry(&self.retry, || {
             self.counts.state_writes.fetch_add(1, Ordering::Relaxed);
             let mut put = self
                 .client
                 .put_item()
-                .table_name(&self.state_table)
+                .table_name(&self.state_table.name)
                 .item("series", AttributeValue::S(series.to_owned()))
                 .item("state", AttributeValue::S(state.clone()))
                 .item("version", AttributeValue::N(version.to_string()))
@@ -591,9 +606,10 @@ impl CandleStore {
         match result {
             Ok(_) => Ok(true),
             Err(SendError::Condition) => Ok(false),
-            Err(SendError::Failed(e)) => {
-                Err(format!("writing the indicator state of {series}: {e}"))
-            }
+            Err(SendError::Failed(e)) => Err(e.doing(
+                format!("writing the indicator state of {series}"),
+                &self.state_table,
+            )),
         }
     }
 
@@ -605,13 +621,13 @@ impl CandleStore {
         values: &IndicatorValues,
         snapshot: &str,
         version: u64,
-    ) -> Result<(), String> {
-        let values = serde_json::to_string(values).map_err(|e| e.to_string())?;
+    ) -> Result<(), AwsError> {
+        let values = to_json(values)?;
         let result = send_with_retry(&self.retry, || {
             self.counts.value_writes.fetch_add(1, Ordering::Relaxed);
             self.client
                 .update_item()
-                .table_name(&self.candles_table)
+                .table_name(&self.candles_table.name)
                 .key("series", AttributeValue::S(series.to_owned()))
                 .key("start", AttributeValue::S(start_key(start)))
                 .update_expression("SET #i = :i, #s = :s, #iv = :v")
@@ -630,20 +646,20 @@ impl CandleStore {
         .await;
         match result {
             Ok(_) | Err(SendError::Condition) => Ok(()),
-            Err(SendError::Failed(e)) => Err(format!(
-                "writing the indicators of {series} {}: {e}",
-                start_key(start)
+            Err(SendError::Failed(e)) => Err(e.doing(
+                format!("writing the indicators of {series} {}", start_key(start)),
+                &self.candles_table,
             )),
         }
     }
 
     /// Step 5: the values are all written; nobody needs to redo them.
-    async fn clear_pending(&self, series: &str, version: u64) -> Result<(), String> {
+    async fn clear_pending(&self, series: &str, version: u64) -> Result<(), AwsError> {
         let result = send_with_retry(&self.retry, || {
             self.counts.state_writes.fetch_add(1, Ordering::Relaxed);
             self.client
                 .update_item()
-                .table_name(&self.state_table)
+                .table_name(&self.state_table.name)
                 .key("series", AttributeValue::S(series.to_owned()))
                 .update_expression("REMOVE #p SET #v = :next")
                 .condition_expression("#v = :v")
@@ -657,7 +673,10 @@ impl CandleStore {
         match result {
             // Another writer committed since: its pending mark covers what this one wrote.
             Ok(_) | Err(SendError::Condition) => Ok(()),
-            Err(SendError::Failed(e)) => Err(format!("clearing the pending mark of {series}: {e}")),
+            Err(SendError::Failed(e)) => Err(e.doing(
+                format!("clearing the pending mark of {series}"),
+                &self.state_table,
+            )),
         }
     }
 }
@@ -665,14 +684,14 @@ impl CandleStore {
 impl CandleStore {
     /// The series whose state carries a pending mark: a writer committed a state and may not
     /// have written every value it computed.
-    pub async fn pending_series(&self) -> Result<Vec<(String, Interval)>, String> {
+    pub async fn pending_series(&self) -> Result<Vec<(String, Interval)>, AwsError> {
         let mut out = Vec::new();
         let mut page_start: Option<Item> = None;
         loop {
             let page = send_with_retry(&self.retry, || {
                 self.client
                     .scan()
-                    .table_name(&self.state_table)
+                    .table_name(&self.state_table.name)
                     .filter_expression("attribute_exists(#p)")
                     .expression_attribute_names("#p", "pending")
                     .projection_expression("#s")
@@ -681,7 +700,7 @@ impl CandleStore {
                     .send()
             })
             .await
-            .map_err(|e| format!("scanning {} for pending series: {e:?}", self.state_table))?;
+            .map_err(|e| e.doing("scanning for pending series", &self.state_table))?;
             for item in page.items() {
                 if let Some(parsed) = text(item, "series").and_then(parse_series_key) {
                     out.push(parsed);
@@ -720,7 +739,7 @@ pub struct SeriesReport {
 pub struct CandleOutcome {
     pub series: Vec<SeriesReport>,
     /// Symbols whose candles or indicators could not be brought up to date, with the reason.
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<(String, AwsError)>,
 }
 
 impl CandleStore {
@@ -760,7 +779,7 @@ impl CandleStore {
         &self,
         symbol: &str,
         minutes: &[(Candle, u64)],
-    ) -> Result<Vec<SeriesReport>, String> {
+    ) -> Result<Vec<SeriesReport>, AwsError> {
         let writes = minutes
             .iter()
             .map(|(c, w)| self.put_candle(symbol, Interval::M1, c, *w));
@@ -830,6 +849,25 @@ fn stored_candle(item: &Item) -> Option<StoredCandle> {
         values: text(item, "indicators").and_then(|s| serde_json::from_str(s).ok()),
         snapshot: text(item, "snapshot").map(str::to_owned),
     })
+}
+
+/// An item this code cannot read: the table holds what another version wrote, or was edited by
+/// hand. Retrying cannot help, and going on would lose what it holds.
+fn malformed(table: &Resource, item: &Item) -> AwsError {
+    let keys: Vec<String> = ["series", "start"]
+        .iter()
+        .filter_map(|k| text(item, k).map(|v| format!("{k}={v}")))
+        .collect();
+    AwsError {
+        kind: wtc_core::event::FailureKind::Deployment,
+        what: format!("reading {}", table.name),
+        code: None,
+        detail: format!("a malformed item ({}) that this version cannot read", keys.join(", ")),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, AwsError> {
+    serde_json::to_string(value).map_err(|e| AwsError::rejected(e.to_string()))
 }
 
 fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {

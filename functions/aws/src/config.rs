@@ -14,9 +14,25 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
-/// Loads region, credentials and endpoint (`AWS_ENDPOINT_URL`) the way every AWS tool does.
+/// Region, credentials and endpoint (`AWS_ENDPOINT_URL`) from the environment, the way every AWS
+/// tool reads them, with the SDK's own retries off (the stores retry, once, in `retry`) and
+/// timeouts, so that a hung connection fails an attempt instead of the whole invocation.
+pub fn sdk_loader() -> aws_config::ConfigLoader {
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(3))
+                .operation_attempt_timeout(std::time::Duration::from_secs(10))
+                .build(),
+        )
+}
+
+/// The SDK settings every function's clients are built from (see `sdk_loader`).
 pub async fn load_sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    sdk_loader().load().await
 }
 
 /// Reads a required environment variable, naming it and what it should hold when it is absent.
@@ -75,4 +91,13 @@ pub async fn username_password(
             ))
         })?;
     Ok((c.username, c.password))
+}
+
+/// An S3 client: path-style addressing, which S3 takes everywhere and emulators need.
+pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
 }

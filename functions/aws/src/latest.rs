@@ -7,6 +7,7 @@
 //! previous close is written only by a writer that knows it.
 
 use crate::CandleStore;
+use crate::error::AwsError;
 use crate::retry::{SendError, send_with_retry};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ pub struct LatestPage {
 
 impl CandleStore {
     /// Stores a symbol's latest price unless a newer one is stored. Returns whether it was.
-    pub async fn record_latest(&self, latest: &LatestPrice) -> Result<bool, String> {
+    pub async fn record_latest(&self, latest: &LatestPrice) -> Result<bool, AwsError> {
         let n = |x: f64| AttributeValue::N(x.to_string());
         let (set, remove, values): (&str, &str, Vec<(&str, AttributeValue)>) = match latest.source {
             PriceSource::Tick { bid, ask, mid } => (
@@ -55,7 +56,7 @@ impl CandleStore {
             let mut update = self
                 .client
                 .update_item()
-                .table_name(&self.candles_table)
+                .table_name(&self.candles_table.name)
                 .key("series", AttributeValue::S(LATEST_PARTITION.to_owned()))
                 .key("start", AttributeValue::S(latest.symbol.clone()))
                 .update_expression(&expression)
@@ -93,35 +94,40 @@ impl CandleStore {
         match result {
             Ok(_) => Ok(true),
             Err(SendError::Condition) => Ok(false),
-            Err(SendError::Failed(e)) => Err(format!(
-                "writing the latest price of {}: {e}",
-                latest.symbol
+            Err(SendError::Failed(e)) => Err(e.doing(
+                format!("writing the latest price of {}", latest.symbol),
+                &self.candles_table,
             )),
         }
     }
 
     /// A symbol's latest price: one item read.
-    pub async fn latest(&self, symbol: &str) -> Result<Option<LatestPrice>, String> {
+    pub async fn latest(&self, symbol: &str) -> Result<Option<LatestPrice>, AwsError> {
         let out = send_with_retry(&self.retry, || {
             self.client
                 .get_item()
-                .table_name(&self.candles_table)
+                .table_name(&self.candles_table.name)
                 .key("series", AttributeValue::S(LATEST_PARTITION.to_owned()))
                 .key("start", AttributeValue::S(symbol.to_owned()))
                 .send()
         })
         .await
-        .map_err(|e| format!("reading the latest price of {symbol}: {e:?}"))?;
+        .map_err(|e| {
+            e.doing(
+                format!("reading the latest price of {symbol}"),
+                &self.candles_table,
+            )
+        })?;
         match out.item() {
             None => Ok(None),
             Some(item) => latest_price(item)
                 .map(Some)
-                .ok_or_else(|| format!("a malformed latest price of {symbol}: {item:?}")),
+                .ok_or_else(|| malformed_latest(symbol)),
         }
     }
 
     /// Up to `limit` symbols' latest prices, in symbol order, after `after`: one query.
-    pub async fn latest_page(&self, limit: u32, after: Option<&str>) -> Result<LatestPage, String> {
+    pub async fn latest_page(&self, limit: u32, after: Option<&str>) -> Result<LatestPage, AwsError> {
         let start_key = after.map(|symbol| {
             HashMap::from([
                 (
@@ -134,7 +140,7 @@ impl CandleStore {
         let page = send_with_retry(&self.retry, || {
             self.client
                 .query()
-                .table_name(&self.candles_table)
+                .table_name(&self.candles_table.name)
                 .key_condition_expression("#series = :s")
                 .expression_attribute_names("#series", "series")
                 .expression_attribute_values(":s", AttributeValue::S(LATEST_PARTITION.to_owned()))
@@ -143,11 +149,17 @@ impl CandleStore {
                 .send()
         })
         .await
-        .map_err(|e| format!("querying the latest prices: {e:?}"))?;
+        .map_err(|e| e.doing("querying the latest prices", &self.candles_table))?;
         let mut prices = Vec::with_capacity(page.items().len());
         for item in page.items() {
             prices.push(
-                latest_price(item).ok_or_else(|| format!("a malformed latest price: {item:?}"))?,
+                latest_price(item).ok_or_else(|| {
+                    malformed_latest(
+                        item.get("start")
+                            .and_then(|v| v.as_s().ok())
+                            .map_or("?", String::as_str),
+                    )
+                })?,
             );
         }
         let next_after = page
@@ -156,6 +168,15 @@ impl CandleStore {
             .and_then(|v| v.as_s().ok())
             .cloned();
         Ok(LatestPage { prices, next_after })
+    }
+}
+
+fn malformed_latest(symbol: &str) -> AwsError {
+    AwsError {
+        kind: wtc_core::event::FailureKind::Deployment,
+        what: format!("reading the latest price of {symbol}"),
+        code: None,
+        detail: "a malformed item that this version cannot read".into(),
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod candles;
 pub mod config;
 pub mod dead_letters;
+pub mod error;
 pub mod latest;
 pub mod publish;
 pub mod retry;
@@ -13,8 +14,9 @@ pub mod ticks;
 pub mod usage;
 
 pub use candles::{CandleOutcome, CandleStore};
-pub use config::{ConfigError, load_sdk_config, required_env};
+pub use config::{ConfigError, load_sdk_config, required_env, s3_client};
 pub use dead_letters::DeadLetterQueue;
+pub use error::{AwsError, FailureKind, Resource};
 pub use publish::{KinesisPublisher, OutRecord, PublishError};
 pub use retry::RetryPolicy;
 pub use ticks::{TickStore, TickWriteOutcome};

@@ -2,7 +2,8 @@
 //! take retried) or a Kafka topic (one idempotent, batching producer; never one send per round
 //! trip). The Kafka side is behind the `kafka` feature, so consumers never link librdkafka.
 
-use crate::retry::{Attempt, RetryPolicy, classify};
+use crate::error::AwsError;
+use crate::retry::RetryPolicy;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
@@ -26,6 +27,8 @@ pub struct OutRecord {
 pub struct PublishError {
     pub destination: String,
     pub reason: String,
+    /// Whether publishing again can help.
+    pub kind: wtc_core::event::FailureKind,
 }
 
 /// Calls of at most 500 records and 5 MiB each.
@@ -68,9 +71,10 @@ impl KinesisPublisher {
         records: &[OutRecord],
         accepted: &(dyn Fn(u64) + Sync),
     ) -> Result<u64, PublishError> {
-        let error = |reason: String| PublishError {
+        let error = |e: AwsError| PublishError {
             destination: format!("stream {}", self.stream),
-            reason,
+            reason: e.to_string(),
+            kind: e.kind,
         };
         for chunk in put_records_chunks(records) {
             let mut pending: Vec<PutRecordsRequestEntry> = chunk
@@ -82,40 +86,35 @@ impl KinesisPublisher {
                         .build()
                 })
                 .collect::<Result<_, _>>()
-                .map_err(|e| error(e.to_string()))?;
+                .map_err(|e| error(AwsError::rejected(e.to_string())))?;
             let mut backoff = self.retry.backoff();
             loop {
-                let attempt: Result<(), Attempt<String>> = async {
-                    let out = self
-                        .client
-                        .put_records()
-                        .stream_name(&self.stream)
-                        .set_records(Some(pending.clone()))
-                        .send()
-                        .await
-                        .map_err(classify)?;
-                    let failed: Vec<PutRecordsRequestEntry> = out
-                        .records()
-                        .iter()
-                        .zip(&pending)
-                        .filter(|(r, _)| r.error_code().is_some())
-                        .map(|(_, e)| e.clone())
-                        .collect();
-                    accepted((pending.len() - failed.len()) as u64);
-                    if failed.is_empty() {
-                        return Ok(());
+                let result = self
+                    .client
+                    .put_records()
+                    .stream_name(&self.stream)
+                    .set_records(Some(pending.clone()))
+                    .send()
+                    .await;
+                let failure = match result {
+                    Ok(out) => {
+                        let failed: Vec<PutRecordsRequestEntry> = out
+                            .records()
+                            .iter()
+                            .zip(&pending)
+                            .filter(|(r, _)| r.error_code().is_some())
+                            .map(|(_, e)| e.clone())
+                            .collect();
+                        accepted((pending.len() - failed.len()) as u64);
+                        if failed.is_empty() {
+                            break;
+                        }
+                        pending = failed;
+                        AwsError::throttled(format!("{} records not accepted", pending.len()))
                     }
-                    pending = failed;
-                    Err(Attempt::Retry(format!(
-                        "{} records not accepted (throttled)",
-                        pending.len()
-                    )))
-                }
-                .await;
-                match attempt {
-                    Ok(()) => break,
-                    Err(failure) => backoff.after(failure).await.map_err(error)?,
-                }
+                    Err(e) => AwsError::from_sdk(&e),
+                };
+                backoff.after(failure).await.map_err(error)?;
             }
         }
         Ok(records.len() as u64)
@@ -164,6 +163,7 @@ mod kafka {
             let producer = config.create().map_err(|e| PublishError {
                 destination: format!("topic {topic}"),
                 reason: format!("creating the producer: {e}"),
+                kind: wtc_core::event::FailureKind::Deployment,
             })?;
             Ok(Self { producer, topic })
         }
@@ -190,6 +190,12 @@ mod kafka {
             let error = |e: rdkafka::error::KafkaError| PublishError {
                 destination: format!("topic {}", self.topic),
                 reason: e.to_string(),
+                kind: match e.rdkafka_error_code() {
+                    Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge) => {
+                        wtc_core::event::FailureKind::Rejected
+                    }
+                    _ => wtc_core::event::FailureKind::Transient,
+                },
             };
             let mut pending = FuturesUnordered::new();
             let mut sent = 0u64;

@@ -1,19 +1,50 @@
-//! The one retry policy: capped exponential backoff with full jitter, and the one rule for which
-//! AWS errors are worth another attempt.
+//! The one retry policy: capped exponential backoff with full jitter, for transient failures only,
+//! and a bound on the requests a store has in flight.
 //!
-//! Full jitter spreads concurrent retries (several partitions' consumers hitting the same minute,
-//! say) instead of having them collide again in lockstep.
+//! Retries live here and nowhere else: the SDK clients are built with their own retries off
+//! (`config::sdk_loader`), so attempts are never multiplied. Full jitter spreads concurrent
+//! retries (several partitions' consumers hitting the same minute, say) instead of having them
+//! collide again in lockstep. Each store counts its retries and the throttling among them, for the
+//! batch's metrics.
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use crate::error::AwsError;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use rand::Rng;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use wtc_core::event::FailureKind;
 
-#[derive(Debug, Clone, Copy)]
+/// Requests one store has in flight at most, whatever the batch asks of it.
+pub const MAX_IN_FLIGHT: usize = 32;
+
+/// Retries so far, and how many of them were the service asking to slow down.
+#[derive(Debug, Default)]
+pub struct RetryStats {
+    pub retries: AtomicU64,
+    pub throttled: AtomicU64,
+}
+
+impl RetryStats {
+    /// (retries, throttled) so far.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.retries.load(Ordering::Relaxed),
+            self.throttled.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
     pub max_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
+    pub stats: Arc<RetryStats>,
+    /// Permits for requests in flight (`MAX_IN_FLIGHT`), shared by clones.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Default for RetryPolicy {
@@ -22,17 +53,10 @@ impl Default for RetryPolicy {
             max_attempts: 8,
             base_delay: Duration::from_millis(25),
             max_delay: Duration::from_secs(2),
+            stats: Arc::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
-}
-
-/// How an attempt failed.
-#[derive(Debug)]
-pub enum Attempt<E> {
-    /// Worth another attempt after a pause (throttling, a server fault, a lost connection).
-    Retry(E),
-    /// Will fail the same way again.
-    Fail(E),
 }
 
 impl RetryPolicy {
@@ -47,80 +71,50 @@ impl RetryPolicy {
     }
 
     /// A fresh count of attempts under this policy.
-    pub fn backoff(&self) -> Backoff {
+    pub fn backoff(&self) -> Backoff<'_> {
         Backoff {
-            policy: *self,
+            policy: self,
             attempt: 1,
         }
+    }
+
+    /// Waits for a permit to send one request (dropped when the request is done).
+    pub async fn permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.in_flight.acquire().await.ok()
     }
 }
 
 /// The attempts of one operation. After each failure, `after` pauses and returns `Ok` to try
-/// again, or gives the error back when it is final or the attempts are used up:
+/// again, or gives the error back when it is not transient or the attempts are used up:
 ///
 /// ```text
 /// let mut backoff = policy.backoff();
 /// let out = loop {
-///     match call().await.map_err(classify) {
+///     match call().await.map_err(|e| AwsError::from_sdk(&e)) {
 ///         Ok(out) => break out,
-///         Err(failure) => backoff.after(failure).await?,
+///         Err(e) => backoff.after(e).await?,
 ///     }
 /// };
 /// ```
 #[derive(Debug)]
-pub struct Backoff {
-    policy: RetryPolicy,
+pub struct Backoff<'p> {
+    policy: &'p RetryPolicy,
     attempt: u32,
 }
 
-impl Backoff {
-    pub async fn after<E>(&mut self, failure: Attempt<E>) -> Result<(), E> {
-        match failure {
-            Attempt::Fail(e) => Err(e),
-            Attempt::Retry(e) if self.attempt >= self.policy.max_attempts => Err(e),
-            Attempt::Retry(_) => {
-                tokio::time::sleep(self.policy.delay(self.attempt)).await;
-                self.attempt += 1;
-                Ok(())
-            }
+impl Backoff<'_> {
+    pub async fn after(&mut self, error: AwsError) -> Result<(), AwsError> {
+        if error.kind != FailureKind::Transient || self.attempt >= self.policy.max_attempts {
+            return Err(error);
         }
-    }
-}
-
-/// Error codes that mean "slow down and try again" on DynamoDB, SQS and Kinesis.
-pub fn is_retryable_code(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some(
-            "ThrottlingException"
-                | "Throttling"
-                | "ProvisionedThroughputExceededException"
-                | "RequestLimitExceeded"
-                | "InternalServerError"
-                | "InternalFailure"
-                | "ServiceUnavailable"
-                | "TransactionInProgressException"
-                | "RequestThrottled"
-                | "KMSThrottlingException"
-        )
-    )
-}
-
-/// Classifies an SDK error (any service): service errors by code, and transport errors (timeouts,
-/// refused connections) as retryable. The message keeps the whole error chain.
-pub fn classify<E, R>(error: SdkError<E, R>) -> Attempt<String>
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let retryable = error
-        .as_service_error()
-        .is_none_or(|s| is_retryable_code(s.code()));
-    let message = DisplayErrorContext(&error).to_string();
-    if retryable {
-        Attempt::Retry(message)
-    } else {
-        Attempt::Fail(message)
+        let stats = &self.policy.stats;
+        stats.retries.fetch_add(1, Ordering::Relaxed);
+        if error.is_throttling() {
+            stats.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+        tokio::time::sleep(self.policy.delay(self.attempt)).await;
+        self.attempt += 1;
+        Ok(())
     }
 }
 
@@ -130,23 +124,26 @@ pub enum SendError {
     /// Its condition expression did not hold (DynamoDB's `ConditionalCheckFailedException`).
     Condition,
     /// It failed for good, or kept failing until the attempts ran out.
-    Failed(String),
+    Failed(AwsError),
 }
 
 /// Sends a request (built afresh by `send` for each attempt) until it succeeds, fails for good, or
 /// the policy's attempts are used up. A failed condition is not retried: it is an answer.
-pub async fn send_with_retry<T, E, R, Fut>(
+pub async fn send_with_retry<T, E, Fut>(
     policy: &RetryPolicy,
     mut send: impl FnMut() -> Fut,
 ) -> Result<T, SendError>
 where
-    Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     let mut backoff = policy.backoff();
     loop {
-        match send().await {
+        let result = {
+            let _permit = policy.permit().await;
+            send().await
+        };
+        match result {
             Ok(out) => return Ok(out),
             Err(e)
                 if e.as_service_error()
@@ -155,9 +152,22 @@ where
                 return Err(SendError::Condition);
             }
             Err(e) => backoff
-                .after(classify(e))
+                .after(AwsError::from_sdk(&e))
                 .await
                 .map_err(SendError::Failed)?,
+        }
+    }
+}
+
+impl SendError {
+    /// The failure, saying what was being done; a failed condition as a rejection (for callers
+    /// that send without one).
+    pub fn doing(self, what: impl Into<String>, resource: &crate::error::Resource) -> AwsError {
+        match self {
+            SendError::Failed(e) => e.doing(what, resource),
+            SendError::Condition => {
+                AwsError::rejected("ConditionalCheckFailedException").doing(what, resource)
+            }
         }
     }
 }
@@ -165,6 +175,15 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn quick(max_attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        }
+    }
 
     #[test]
     fn delays_grow_and_stay_capped() {
@@ -176,19 +195,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn backoff_allows_the_policy_s_attempts_and_stops_at_a_final_error() {
-        let p = RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(1),
-        };
+    async fn only_transient_failures_are_retried_and_throttling_is_counted() {
+        let p = quick(3);
         let mut b = p.backoff();
-        assert_eq!(b.after(Attempt::Retry("busy")).await, Ok(()));
-        assert_eq!(b.after(Attempt::Retry("busy")).await, Ok(()));
-        assert_eq!(b.after(Attempt::Retry("busy")).await, Err("busy"));
-        assert_eq!(
-            p.backoff().after(Attempt::Fail("bad request")).await,
-            Err("bad request")
-        );
+        let busy = AwsError::throttled("busy");
+        assert_eq!(b.after(busy.clone()).await, Ok(()));
+        assert_eq!(b.after(busy.clone()).await, Ok(()));
+        assert_eq!(b.after(busy.clone()).await, Err(busy));
+        assert_eq!(p.stats.snapshot(), (2, 2));
+        let invalid = AwsError::rejected("ValidationException: item too large");
+        assert_eq!(p.backoff().after(invalid.clone()).await, Err(invalid));
+        assert_eq!(p.stats.snapshot(), (2, 2));
     }
 }

@@ -41,12 +41,14 @@
 //! count it once at the lower of its mids: the rule must not depend on arrival order, and the raw
 //! table's last-writer-wins does.
 
-use crate::retry::{Attempt, RetryPolicy, classify};
+use crate::error::{AwsError, Resource};
+use crate::retry::{RetryPolicy, SendError, send_with_retry};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnValue, WriteRequest};
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use wtc_core::event::FailureKind;
 use wtc_core::Tick;
 use wtc_core::candles::Candle;
 use wtc_core::rates::{MidSum, by_minute, hour_bucket, minute_bucket, pair_hour_key};
@@ -57,8 +59,9 @@ pub const BATCH_WRITE_LIMIT: usize = 25;
 /// Calls in flight at once for one batch.
 const CONCURRENCY: usize = 8;
 
-/// Ticks (indices into a batch) that could not be stored after retries, with the last error.
-pub type Failed = Vec<(usize, String)>;
+/// Ticks (indices into a batch) that could not be stored, with the error: transient or the
+/// deployment's (the batch is delivered again), or the tick's own (it is dead-lettered).
+pub type Failed = Vec<(usize, AwsError)>;
 
 /// What happened to each tick of a batch.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,7 +70,7 @@ pub struct TickWriteOutcome {
     pub stored: usize,
     /// Ticks written whose identity was already stored, by an earlier delivery or earlier in the batch.
     pub duplicates: usize,
-    /// Ticks not safely stored after retries: the batch must be retried.
+    /// Ticks not stored: see `Failed`.
     pub failed: Failed,
     /// The M1 candle of each (pair, minute) the batch touched, rebuilt from the minute's ledger,
     /// with the ledger's entry count as its weight (see `candles`).
@@ -115,18 +118,26 @@ pub type Hours = BTreeMap<(String, Timestamp), Vec<usize>>;
 #[derive(Debug, Clone)]
 pub struct TickStore {
     client: aws_sdk_dynamodb::Client,
-    ticks_table: String,
-    rates_table: String,
+    ticks_table: Resource,
+    rates_table: Resource,
+    /// How long raw ticks and ledgers are kept (`expires_at`, the tables' TTL attribute);
+    /// `None` keeps them.
+    pub retention: Option<std::time::Duration>,
     retry: RetryPolicy,
     counts: Arc<RequestCounts>,
 }
 
 impl TickStore {
-    pub fn new(client: aws_sdk_dynamodb::Client, ticks_table: String, rates_table: String) -> Self {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        ticks_table: impl Into<Resource>,
+        rates_table: impl Into<Resource>,
+    ) -> Self {
         Self {
             client,
-            ticks_table,
-            rates_table,
+            ticks_table: ticks_table.into(),
+            rates_table: rates_table.into(),
+            retention: None,
             retry: RetryPolicy::default(),
             counts: Default::default(),
         }
@@ -135,6 +146,20 @@ impl TickStore {
     /// Requests sent so far by this store (and its clones).
     pub fn request_counts(&self) -> &RequestCounts {
         &self.counts
+    }
+
+    /// Retries so far, and throttling among them.
+    pub fn retry_stats(&self) -> &crate::retry::RetryStats {
+        &self.retry.stats
+    }
+
+    /// `expires_at` for items written now: epoch seconds, when a retention is set.
+    fn expires_at(&self) -> Option<AttributeValue> {
+        let retention = self.retention?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(AttributeValue::N((now + retention).as_secs().to_string()))
     }
 
     /// Stores the ticks and brings the sums they touch up to date: `put_raw`, then
@@ -171,9 +196,10 @@ impl TickStore {
     pub async fn wak_per_zar(
         &self,
         hours: &std::collections::BTreeSet<Timestamp>,
-    ) -> Result<HashMap<Timestamp, f64>, String> {
+    ) -> Result<HashMap<Timestamp, f64>, AwsError> {
         const PAIRS: [&str; 2] = ["MRVZAR", "WAKMRV"];
         const KEYS_PER_CALL: usize = 100;
+        let what = "reading the hourly rates";
         let keys: Vec<HashMap<String, AttributeValue>> = hours
             .iter()
             .flat_map(|hour| {
@@ -198,26 +224,28 @@ impl TickStore {
                     .expression_attribute_names("#s", "mid_sum_nanos")
                     .expression_attribute_names("#t", "ticks")
                     .build()
-                    .map_err(|e| e.to_string())?;
-                let result = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.rates_table, request)
-                    .send()
-                    .await;
+                    .map_err(|e| AwsError::rejected(e.to_string()).doing(what, &self.rates_table))?;
+                let result = {
+                    let _permit = self.retry.permit().await;
+                    self.client
+                        .batch_get_item()
+                        .request_items(&self.rates_table.name, request)
+                        .send()
+                        .await
+                };
                 let out = match result {
                     Ok(out) => out,
                     Err(e) => {
                         backoff
-                            .after(classify(e))
+                            .after(AwsError::from_sdk(&e))
                             .await
-                            .map_err(|e| format!("reading the hourly rates: {e}"))?;
+                            .map_err(|e| e.doing(what, &self.rates_table))?;
                         continue;
                     }
                 };
                 for item in out
                     .responses()
-                    .and_then(|r| r.get(&self.rates_table))
+                    .and_then(|r| r.get(&self.rates_table.name))
                     .into_iter()
                     .flatten()
                 {
@@ -235,17 +263,17 @@ impl TickStore {
                 }
                 pending = out
                     .unprocessed_keys()
-                    .and_then(|u| u.get(&self.rates_table))
+                    .and_then(|u| u.get(&self.rates_table.name))
                     .map(|k| k.keys().to_vec())
                     .unwrap_or_default();
                 if !pending.is_empty() {
                     backoff
-                        .after(Attempt::Retry(format!(
-                            "{} keys left unprocessed (throttled)",
+                        .after(AwsError::throttled(format!(
+                            "{} keys left unprocessed",
                             pending.len()
                         )))
                         .await
-                        .map_err(|e| format!("reading the hourly rates: {e}"))?;
+                        .map_err(|e| e.doing(what, &self.rates_table))?;
                 }
             }
         }
@@ -271,72 +299,92 @@ impl TickStore {
         results.into_iter().flatten().collect()
     }
 
+    /// One `BatchWriteItem` of up to 25 raw ticks, items left unprocessed retried. A chunk the
+    /// service refuses as invalid is written a tick at a time, so that only the ticks it cannot
+    /// take are the ones reported.
     async fn batch_write(&self, ticks: &[Tick], sources: &[String], chunk: &[usize]) -> Failed {
+        let expires_at = self.expires_at();
         let mut pending: Vec<(usize, WriteRequest)> = Vec::with_capacity(chunk.len());
+        let mut failed = Failed::new();
         for &i in chunk {
-            match raw_item(
-                &ticks[i],
-                sources.get(i).map(String::as_str).unwrap_or_default(),
-            ) {
+            let source = sources.get(i).map(String::as_str).unwrap_or_default();
+            match raw_item(&ticks[i], source, expires_at.clone()) {
                 Ok(request) => pending.push((i, request)),
-                Err(e) => return chunk.iter().map(|&i| (i, e.clone())).collect(),
+                Err(e) => failed.push((i, e.doing("building a raw tick item", &self.ticks_table))),
             }
         }
+        let what = "writing raw ticks";
         let mut backoff = self.retry.backoff();
-        loop {
-            let attempt: Result<(), Attempt<String>> = async {
-                self.counts.batch_writes.fetch_add(1, Ordering::Relaxed);
-                self.counts
-                    .items_written
-                    .fetch_add(pending.len() as u64, Ordering::Relaxed);
-                let out = self
-                    .client
+        while !pending.is_empty() {
+            self.counts.batch_writes.fetch_add(1, Ordering::Relaxed);
+            self.counts
+                .items_written
+                .fetch_add(pending.len() as u64, Ordering::Relaxed);
+            let result = {
+                let _permit = self.retry.permit().await;
+                self.client
                     .batch_write_item()
                     .request_items(
-                        &self.ticks_table,
+                        &self.ticks_table.name,
                         pending.iter().map(|(_, r)| r.clone()).collect(),
                     )
                     .send()
                     .await
-                    .map_err(classify)?;
-                let unprocessed: HashSet<(String, String)> = out
-                    .unprocessed_items()
-                    .and_then(|m| m.get(&self.ticks_table))
-                    .into_iter()
-                    .flatten()
-                    .filter_map(raw_key)
-                    .collect();
-                if unprocessed.is_empty() {
-                    return Ok(());
-                }
-                // Keep the requests DynamoDB left unprocessed (matched by key); if none matches,
-                // keep them all rather than risk dropping one.
-                let left: Vec<(usize, WriteRequest)> = pending
-                    .iter()
-                    .filter(|(_, r)| raw_key(r).is_some_and(|k| unprocessed.contains(&k)))
-                    .cloned()
-                    .collect();
-                if !left.is_empty() {
-                    pending = left;
-                }
-                Err(Attempt::Retry(format!(
-                    "{} items left unprocessed (throttled)",
-                    pending.len()
-                )))
-            }
-            .await;
-            match attempt {
-                Ok(()) => return Vec::new(),
-                Err(failure) => {
-                    if let Err(reason) = backoff.after(failure).await {
-                        return pending
-                            .into_iter()
-                            .map(|(i, _)| (i, reason.clone()))
-                            .collect();
+            };
+            let error = match result {
+                Ok(out) => {
+                    let unprocessed: HashSet<(String, String)> = out
+                        .unprocessed_items()
+                        .and_then(|m| m.get(&self.ticks_table.name))
+                        .into_iter()
+                        .flatten()
+                        .filter_map(raw_key)
+                        .collect();
+                    if unprocessed.is_empty() {
+                        return failed;
                     }
+                    // Keep the requests DynamoDB left unprocessed (matched by key); if none
+                    // matches, keep them all rather than risk dropping one.
+                    let left: Vec<(usize, WriteRequest)> = pending
+                        .iter()
+                        .filter(|(_, r)| raw_key(r).is_some_and(|k| unprocessed.contains(&k)))
+                        .cloned()
+                        .collect();
+                    if !left.is_empty() {
+                        pending = left;
+                    }
+                    AwsError::throttled(format!("{} items left unprocessed", pending.len()))
                 }
+                Err(e) => AwsError::from_sdk(&e),
+            };
+            if error.kind == FailureKind::Rejected && pending.len() > 1 {
+                let singles = pending.iter().map(|(i, request)| self.put_one(*i, request));
+                failed.extend(futures::future::join_all(singles).await.into_iter().flatten());
+                return failed;
+            }
+            if let Err(e) = backoff.after(error).await {
+                let e = e.doing(what, &self.ticks_table);
+                failed.extend(pending.into_iter().map(|(i, _)| (i, e.clone())));
+                return failed;
             }
         }
+        failed
+    }
+
+    /// One raw tick alone (`PutItem`), to tell which ticks of a refused chunk are at fault.
+    async fn put_one(&self, i: usize, request: &WriteRequest) -> Option<(usize, AwsError)> {
+        let item = request.put_request()?.item().clone();
+        self.counts.items_written.fetch_add(1, Ordering::Relaxed);
+        send_with_retry(&self.retry, || {
+            self.client
+                .put_item()
+                .table_name(&self.ticks_table.name)
+                .set_item(Some(item.clone()))
+                .send()
+        })
+        .await
+        .err()
+        .map(|e| (i, e.doing("writing a raw tick", &self.ticks_table)))
     }
 
     /// Step 2: records the ticks in their minutes' ledgers and rewrites those minutes' sums.
@@ -420,7 +468,7 @@ impl TickStore {
         ticks: &[Tick],
         members: &[usize],
         minute: Timestamp,
-    ) -> Result<(Versioned, Option<Candle>), String> {
+    ) -> Result<(Versioned, Option<Candle>), AwsError> {
         let pair = ticks[members[0]].pair.as_str();
         let entries: Vec<String> = members
             .iter()
@@ -431,45 +479,49 @@ impl TickStore {
                 )
             })
             .collect();
-        let mut backoff = self.retry.backoff();
-        let ledger = loop {
+        let expires_at = self.expires_at();
+        let out = send_with_retry(&self.retry, || {
             self.counts.ledger_updates.fetch_add(1, Ordering::Relaxed);
-            let result = self
+            let update = self
                 .client
                 .update_item()
-                .table_name(&self.rates_table)
+                .table_name(&self.rates_table.name)
                 .key("pair", AttributeValue::S(pair.to_owned()))
                 .key("bucket", AttributeValue::S(ledger_bucket(minute)))
-                .update_expression("ADD #ledger :entries")
                 .expression_attribute_names("#ledger", LEDGER_ATTRIBUTE)
                 .expression_attribute_values(":entries", AttributeValue::Ss(entries.clone()))
-                .return_values(ReturnValue::AllNew)
-                .send()
-                .await;
-            match result {
-                Ok(out) => break out.attributes().cloned().unwrap_or_default(),
-                Err(e) => backoff.after(classify(e)).await.map_err(|e| {
-                    format!("updating ledger {pair} {}: {e}", ledger_bucket(minute))
-                })?,
+                .return_values(ReturnValue::AllNew);
+            match &expires_at {
+                Some(at) => update
+                    .update_expression("ADD #ledger :entries SET #exp = :exp")
+                    .expression_attribute_names("#exp", EXPIRES_AT)
+                    .expression_attribute_values(":exp", at.clone()),
+                None => update.update_expression("ADD #ledger :entries"),
             }
-        };
-        Ok(ledger_sum(&ledger, minute))
+            .send()
+        })
+        .await
+        .map_err(|e| {
+            e.doing(
+                format!("updating the ledger {pair} {}", ledger_bucket(minute)),
+                &self.rates_table,
+            )
+        })?;
+        Ok(ledger_sum(&out.attributes().cloned().unwrap_or_default(), minute))
     }
 
     /// The sum of an hour's minute sums (each minute's ledger entries count toward the version).
-    async fn minute_sums(&self, pair: &str, hour: Timestamp) -> Result<Versioned, String> {
+    async fn minute_sums(&self, pair: &str, hour: Timestamp) -> Result<Versioned, AwsError> {
         let first = minute_bucket(hour);
         let last = minute_bucket(Timestamp::from_micros(hour.micros() + 3_599_999_999));
         let mut total = Versioned::default();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
-            let mut backoff = self.retry.backoff();
-            let page = loop {
+            let page = send_with_retry(&self.retry, || {
                 self.counts.queries.fetch_add(1, Ordering::Relaxed);
-                let result = self
-                    .client
+                self.client
                     .query()
-                    .table_name(&self.rates_table)
+                    .table_name(&self.rates_table.name)
                     .consistent_read(true)
                     .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
                     .expression_attribute_names("#pk", "pair")
@@ -482,14 +534,14 @@ impl TickStore {
                     .expression_attribute_values(":to", AttributeValue::S(last.clone()))
                     .set_exclusive_start_key(start.clone())
                     .send()
-                    .await;
-                match result {
-                    Ok(page) => break page,
-                    Err(e) => backoff.after(classify(e)).await.map_err(|e| {
-                        format!("querying the minutes of {pair} {}: {e}", hour_bucket(hour))
-                    })?,
-                }
-            };
+            })
+            .await
+            .map_err(|e| {
+                e.doing(
+                    format!("querying the minutes of {pair} {}", hour_bucket(hour)),
+                    &self.rates_table,
+                )
+            })?;
             for item in page.items() {
                 if let (Some(s), Some(n), Some(e)) = (
                     number::<i128>(item, "mid_sum_nanos"),
@@ -519,17 +571,15 @@ impl TickStore {
         bucket: String,
         start: Timestamp,
         v: Versioned,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, AwsError> {
         if v.entries == 0 {
             return Ok(0);
         }
-        let mut backoff = self.retry.backoff();
-        loop {
+        let result = send_with_retry(&self.retry, || {
             self.counts.sum_puts.fetch_add(1, Ordering::Relaxed);
-            let result = self
-                .client
+            self.client
                 .put_item()
-                .table_name(&self.rates_table)
+                .table_name(&self.rates_table.name)
                 .item("pair", AttributeValue::S(partition.to_owned()))
                 .item("bucket", AttributeValue::S(bucket.clone()))
                 .item("start", AttributeValue::S(start.to_seconds_string()))
@@ -544,26 +594,20 @@ impl TickStore {
                 .expression_attribute_values(":entries", AttributeValue::N(v.entries.to_string()))
                 .return_values(ReturnValue::AllOld)
                 .send()
-                .await;
-            match result {
-                Ok(out) => {
-                    let before = out
-                        .attributes()
-                        .and_then(|a| number::<u64>(a, "ticks"))
-                        .unwrap_or(0);
-                    return Ok(v.sum.ticks.saturating_sub(before));
-                }
-                // The stored sum already stands on these entries (or more): nothing to add.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-                {
-                    return Ok(0);
-                }
-                Err(e) => backoff
-                    .after(classify(e))
-                    .await
-                    .map_err(|e| format!("writing sum {partition} {bucket}: {e}"))?,
+        })
+        .await;
+        match result {
+            Ok(out) => {
+                let before = out
+                    .attributes()
+                    .and_then(|a| number::<u64>(a, "ticks"))
+                    .unwrap_or(0);
+                Ok(v.sum.ticks.saturating_sub(before))
+            }
+            // The stored sum already stands on these entries (or more): nothing to add.
+            Err(SendError::Condition) => Ok(0),
+            Err(SendError::Failed(e)) => {
+                Err(e.doing(format!("writing sum {partition} {bucket}"), &self.rates_table))
             }
         }
     }
@@ -571,26 +615,32 @@ impl TickStore {
 
 /// Runs per-group jobs, `CONCURRENCY` at a time: each gives its group's ticks and its result.
 async fn concurrently(
-    jobs: Vec<impl std::future::Future<Output = (Vec<usize>, Result<u64, String>)>>,
-) -> Vec<(Vec<usize>, Result<u64, String>)> {
+    jobs: Vec<impl std::future::Future<Output = (Vec<usize>, Result<u64, AwsError>)>>,
+) -> Vec<(Vec<usize>, Result<u64, AwsError>)> {
     futures::stream::iter(jobs)
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await
 }
 
-/// A raw tick item: the tick as received, and where it came from.
-fn raw_item(t: &Tick, source: &str) -> Result<WriteRequest, String> {
-    let put = PutRequest::builder()
+/// A raw tick item: the tick as received, where it came from, and when it may expire.
+fn raw_item(
+    t: &Tick,
+    source: &str,
+    expires_at: Option<AttributeValue>,
+) -> Result<WriteRequest, AwsError> {
+    let mut put = PutRequest::builder()
         .item("pk", AttributeValue::S(pair_hour_key(&t.pair, t.timestamp)))
         .item("ts", AttributeValue::S(t.timestamp.to_wtc_string()))
         .item("pair_name", AttributeValue::S(t.pair.clone()))
         .item("bid_price", AttributeValue::N(t.bid.to_string()))
         .item("ask_price", AttributeValue::N(t.ask.to_string()))
         .item("spread", AttributeValue::N(t.spread.to_string()))
-        .item("src", AttributeValue::S(source.to_owned()))
-        .build()
-        .map_err(|e| e.to_string())?;
+        .item("src", AttributeValue::S(source.to_owned()));
+    if let Some(at) = expires_at {
+        put = put.item(EXPIRES_AT, at);
+    }
+    let put = put.build().map_err(|e| AwsError::rejected(e.to_string()))?;
     Ok(WriteRequest::builder().put_request(put).build())
 }
 
@@ -607,6 +657,8 @@ fn raw_key(request: &WriteRequest) -> Option<(String, String)> {
 
 /// The ledger's string-set attribute.
 const LEDGER_ATTRIBUTE: &str = "ticks_seen";
+/// The TTL attribute of raw ticks and ledgers (epoch seconds), as the template configures it.
+pub const EXPIRES_AT: &str = "expires_at";
 
 /// Sort key of a minute's ledger: `L#2024-01-01 13:05`.
 fn ledger_bucket(minute: Timestamp) -> String {

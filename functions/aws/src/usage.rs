@@ -22,6 +22,7 @@
 //! put of each row's identity with the increment costs 2 WCU per row and more per item; a ledger
 //! item per file, one write per row and a read per item.
 
+use crate::error::{AwsError, Resource};
 use crate::retry::{RetryPolicy, SendError, send_with_retry};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::StreamExt;
@@ -61,8 +62,8 @@ pub struct ApplyOutcome {
     pub applied: usize,
     /// Rows the totals already held.
     pub duplicates: usize,
-    /// Items (indices into the fold's items) that could not be written, with the reason.
-    pub failed: Vec<(usize, String)>,
+    /// Items (indices into the fold's items) that could not be written, with the error.
+    pub failed: Vec<(usize, AwsError)>,
 }
 
 /// One item as stored.
@@ -77,16 +78,16 @@ pub struct StoredUsage {
 #[derive(Debug, Clone)]
 pub struct UsageStore {
     client: aws_sdk_dynamodb::Client,
-    table: String,
+    table: Resource,
     retry: RetryPolicy,
     counts: Arc<UsageCounts>,
 }
 
 impl UsageStore {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<Resource>) -> Self {
         Self {
             client,
-            table,
+            table: table.into(),
             retry: RetryPolicy::default(),
             counts: Default::default(),
         }
@@ -94,6 +95,11 @@ impl UsageStore {
 
     pub fn request_counts(&self) -> &UsageCounts {
         &self.counts
+    }
+
+    /// Retries so far, and throttling among them.
+    pub fn retry_stats(&self) -> &crate::retry::RetryStats {
+        &self.retry.stats
     }
 
     /// Adds every item of the fold, each row once.
@@ -126,7 +132,7 @@ impl UsageStore {
                 Err(e) => outcome.failed.push((i, e)),
             }
         }
-        outcome.failed.sort();
+        outcome.failed.sort_by_key(|(i, _)| *i);
         outcome
     }
 
@@ -135,7 +141,7 @@ impl UsageStore {
         &self,
         key: &UsageKey,
         rows: Vec<(String, Usage)>,
-    ) -> Result<(usize, usize), String> {
+    ) -> Result<(usize, usize), AwsError> {
         let (mut applied, mut duplicates) = (0, 0);
         for chunk in rows.chunks(ROWS_PER_UPDATE) {
             let mut pending: Vec<&(String, Usage)> = chunk.iter().collect();
@@ -159,25 +165,25 @@ impl UsageStore {
     }
 
     /// One conditional update: the rows' totals and names, if none of the names is held.
-    async fn add(&self, key: &UsageKey, rows: &[&(String, Usage)]) -> Result<bool, String> {
+    async fn add(&self, key: &UsageKey, rows: &[&(String, Usage)]) -> Result<bool, AwsError> {
+        let overflow = |e: wtc_core::cdr::TotalOverflow| AwsError::rejected(e.to_string());
         let mut totals = UsageTotals::default();
-        rows.iter().for_each(|(_, u)| totals.add(u));
-        let total = match key.usage_type {
-            UsageType::Data(_) => totals.up + totals.down,
-            UsageType::Call(_) => totals.seconds,
-        };
+        for (_, u) in rows {
+            totals.add(u).map_err(overflow)?;
+        }
+        let total = totals.total(key.usage_type).map_err(overflow)?;
         let condition = (0..rows.len())
             .map(|i| format!("NOT contains(#rows, :r{i})"))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let n = |v: u64| AttributeValue::N(v.to_string());
+        let n = |v: u128| AttributeValue::N(v.to_string());
         let names: Vec<String> = rows.iter().map(|(name, _)| name.clone()).collect();
         let result = send_with_retry(&self.retry, || {
             self.counts.updates.fetch_add(1, Ordering::Relaxed);
             let mut update = self
                 .client
                 .update_item()
-                .table_name(&self.table)
+                .table_name(&self.table.name)
                 .key("msisdn", AttributeValue::S(key.msisdn.to_string()))
                 .key(
                     "bucket",
@@ -225,21 +231,24 @@ impl UsageStore {
         match result {
             Ok(_) => Ok(true),
             Err(SendError::Condition) => Ok(false),
-            Err(SendError::Failed(e)) => Err(format!(
-                "adding usage {} {}: {e}",
-                key.msisdn,
-                bucket_key(key.hour, key.usage_type)
+            Err(SendError::Failed(e)) => Err(e.doing(
+                format!(
+                    "adding usage {} {}",
+                    key.msisdn,
+                    bucket_key(key.hour, key.usage_type)
+                ),
+                &self.table,
             )),
         }
     }
 
     /// The names of the rows an item holds.
-    async fn rows_held(&self, key: &UsageKey) -> Result<HashSet<String>, String> {
+    async fn rows_held(&self, key: &UsageKey) -> Result<HashSet<String>, AwsError> {
         let out = send_with_retry(&self.retry, || {
             self.counts.reads.fetch_add(1, Ordering::Relaxed);
             self.client
                 .get_item()
-                .table_name(&self.table)
+                .table_name(&self.table.name)
                 .key("msisdn", AttributeValue::S(key.msisdn.to_string()))
                 .key(
                     "bucket",
@@ -251,7 +260,7 @@ impl UsageStore {
                 .send()
         })
         .await
-        .map_err(|e| format!("reading usage {}: {e:?}", key.msisdn))?;
+        .map_err(|e| e.doing(format!("reading usage {}", key.msisdn), &self.table))?;
         Ok(match out.item().and_then(|i| i.get("rows")) {
             Some(AttributeValue::Ss(set)) => set.iter().cloned().collect(),
             _ => HashSet::new(),
@@ -264,7 +273,7 @@ impl UsageStore {
         msisdn: &Msisdn,
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<Vec<StoredUsage>, String> {
+    ) -> Result<Vec<StoredUsage>, AwsError> {
         let mut out = Vec::new();
         let mut page_start: Option<HashMap<String, AttributeValue>> = None;
         let (low, high) = (
@@ -275,7 +284,7 @@ impl UsageStore {
             let page = send_with_retry(&self.retry, || {
                 self.client
                     .query()
-                    .table_name(&self.table)
+                    .table_name(&self.table.name)
                     .key_condition_expression("#m = :m AND #b BETWEEN :low AND :high")
                     .expression_attribute_names("#m", "msisdn")
                     .expression_attribute_names("#b", "bucket")
@@ -294,11 +303,18 @@ impl UsageStore {
                     .send()
             })
             .await
-            .map_err(|e| format!("querying usage of {msisdn}: {e:?}"))?;
+            .map_err(|e| e.doing(format!("querying usage of {msisdn}"), &self.table))?;
             for item in page.items() {
                 out.push(
-                    stored_usage(item)
-                        .ok_or_else(|| format!("a malformed usage item of {msisdn}: {item:?}"))?,
+                    stored_usage(item).ok_or_else(|| AwsError {
+                        kind: wtc_core::event::FailureKind::Deployment,
+                        what: format!("querying usage of {msisdn}"),
+                        code: None,
+                        detail: format!(
+                            "a malformed item in {} that this version cannot read",
+                            self.table.name
+                        ),
+                    })?,
                 );
             }
             match page.last_evaluated_key() {
@@ -311,7 +327,7 @@ impl UsageStore {
 
 fn stored_usage(item: &HashMap<String, AttributeValue>) -> Option<StoredUsage> {
     let text = |name: &str| item.get(name)?.as_s().ok().map(String::as_str);
-    let number = |name: &str| -> Option<u64> { item.get(name)?.as_n().ok()?.parse().ok() };
+    let number = |name: &str| -> Option<u128> { item.get(name)?.as_n().ok()?.parse().ok() };
     Some(StoredUsage {
         msisdn: text("msisdn")?.to_owned(),
         hour: Timestamp::parse(text("hour")?).ok()?,
