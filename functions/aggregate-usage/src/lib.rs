@@ -11,9 +11,9 @@
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use wtc_aws::{DeadLetterQueue, UsageStore, required_env};
+use wtc_aws::{AwsError, DeadLetterQueue, FailureKind, Resource, UsageStore};
 use wtc_core::cdr::{Folded, UsageFold};
-use wtc_core::event::{BatchItemFailures, BatchOutcome};
+use wtc_core::event::{BatchError, BatchItemFailures, BatchOutcome};
 use wtc_core::{DeadLetter, SourceEvent};
 
 pub const FUNCTION: &str = "aggregate-usage";
@@ -33,6 +33,8 @@ pub struct UsageReport {
     pub rejected: usize,
     /// Records to be delivered again.
     pub failed: usize,
+    /// Requests the table asked to slow down (each retried with backoff).
+    pub throttled: u64,
 }
 
 /// The outcome of one batch.
@@ -47,17 +49,14 @@ pub struct AggregateUsage {
 }
 
 impl AggregateUsage {
-    /// `USAGE_TABLE`, `DEAD_LETTER_QUEUE_URL`, and the standard AWS settings.
+    /// `USAGE_TABLE`, `DEAD_LETTER_QUEUE_URL`, `DEAD_LETTER_BUCKET`, and the standard AWS
+    /// settings.
     pub async fn from_env() -> Result<Self, wtc_aws::ConfigError> {
-        let table = required_env("USAGE_TABLE", "the DynamoDB table for hourly usage")?;
-        let dlq = required_env(
-            "DEAD_LETTER_QUEUE_URL",
-            "the SQS queue URL for rejected records",
-        )?;
+        let table = Resource::from_env("USAGE_TABLE", "the DynamoDB table for hourly usage")?;
         let sdk = wtc_aws::load_sdk_config().await;
         Ok(Self::new(
             UsageStore::new(aws_sdk_dynamodb::Client::new(&sdk), table),
-            DeadLetterQueue::new(aws_sdk_sqs::Client::new(&sdk), dlq),
+            DeadLetterQueue::from_env(&sdk)?,
         ))
     }
 
@@ -87,6 +86,7 @@ impl AggregateUsage {
 
     pub async fn handle(&self, event: &SourceEvent) -> UsageResult {
         let started = Instant::now();
+        let throttled_before = self.store.retry_stats().snapshot().1;
         let records = event.records();
         let mut fold = self.take_fold(records.len());
         // The record each folded row came from, in fold order.
@@ -104,28 +104,45 @@ impl AggregateUsage {
         });
 
         let outcome = self.store.apply(&fold).await;
-        let failed_items: std::collections::HashSet<u32> =
-            outcome.failed.iter().map(|(i, _)| *i as u32).collect();
-        let mut retry: Vec<usize> = fold
-            .rows
+        // An item the table can never take (over DynamoDB's item size, say) dead-letters its
+        // rows; any other failure has its rows delivered again.
+        let failed_items: std::collections::HashMap<u32, &AwsError> = outcome
+            .failed
             .iter()
-            .zip(&origin)
-            .filter(|((item, _, _), _)| failed_items.contains(item))
-            .map(|(_, &i)| i)
+            .map(|(i, e)| (*i as u32, e))
             .collect();
-        let mut error = outcome.failed.first().map(|(_, e)| e.clone());
+        let mut retry = Vec::new();
+        let mut error: Option<BatchError> = None;
+        for ((item, _, _), &i) in fold.rows.iter().zip(&origin) {
+            let Some(e) = failed_items.get(item) else {
+                continue;
+            };
+            if e.kind == FailureKind::Rejected {
+                let payload = records[i].payload(&mut Vec::new()).ok().map(<[u8]>::to_vec);
+                letters.push(DeadLetter::new(
+                    FUNCTION,
+                    &records[i],
+                    payload.as_deref(),
+                    e.to_string(),
+                ));
+                rejected_origin.push(i);
+            } else {
+                retry.push(i);
+                BatchError::keep_worst(&mut error, e.batch_error());
+            }
+        }
         if !letters.is_empty()
             && let Err(e) = self.dead_letters.send(&letters).await
         {
             retry.extend(&rejected_origin);
-            error.get_or_insert(e.to_string());
+            BatchError::keep_worst(&mut error, e.error.batch_error());
         }
         retry.sort_unstable();
         retry.dedup();
         let item_failures = event
             .is_kinesis()
             .then(|| BatchItemFailures::of(&records, &retry));
-        let items = fold.items.len() - failed_items.len();
+        let items = fold.items.len().saturating_sub(failed_items.len());
         self.give_back(fold);
         UsageResult {
             report: UsageReport {
@@ -135,6 +152,7 @@ impl AggregateUsage {
                 items,
                 rejected: letters.len(),
                 failed: retry.len(),
+                throttled: self.store.retry_stats().snapshot().1 - throttled_before,
             },
             latency_ms: started.elapsed().as_secs_f64() * 1e3,
             item_failures,
@@ -162,6 +180,7 @@ impl wtc_core::event::BatchReport for UsageReport {
             ("UsageItemsWritten", self.items as f64),
             ("Rejected", self.rejected as f64),
             ("Failed", self.failed as f64),
+            ("Throttled", self.throttled as f64),
         ]
     }
 }

@@ -280,7 +280,7 @@ pub async fn symbols(
             .cached(key, async {
                 let page = store_time(state.candles.latest_page(limit, after.as_deref()))
                     .await
-                    .map_err(|e| ApiError::unavailable("the latest prices", &e))?;
+                    .map_err(|e| ApiError::unavailable("the latest prices", &e.to_string()))?;
                 json_body(&SymbolsResponse {
                     symbols: page.prices.iter().map(summary).collect(),
                     next_page_token: page.next_after.map(|after| {
@@ -499,7 +499,7 @@ impl SeriesRange {
             after: self.after,
         }))
         .await
-        .map_err(|e| ApiError::unavailable("candles", &e))?;
+        .map_err(|e| ApiError::unavailable("candles", &e.to_string()))?;
         if page.candles.is_empty() && self.after.is_none() {
             known_latest(state, &self.symbol).await?;
         }
@@ -534,7 +534,7 @@ async fn known_latest(state: &ApiState, symbol: &Symbol) -> Result<LatestPrice, 
         .cached(key, async {
             store_time(state.candles.latest(symbol.as_str()))
                 .await
-                .map_err(|e| ApiError::unavailable("the latest price", &e))?
+                .map_err(|e| ApiError::unavailable("the latest price", &e.to_string()))?
                 .map(|latest| Cached::Latest(Arc::new(latest)))
                 .ok_or_else(|| {
                     ApiError::not_found(

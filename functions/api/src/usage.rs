@@ -84,7 +84,7 @@ pub struct UsageLine {
     #[schema(example = "video")]
     pub usage_type: &'static str,
     /// Bytes (up plus down) for data, seconds for calls.
-    pub total: u64,
+    pub total: u128,
     /// `bytes` or `seconds`.
     #[schema(example = "bytes")]
     pub measure: &'static str,
@@ -93,10 +93,10 @@ pub struct UsageLine {
     pub start_time: String,
     /// With `include=split`, for data.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub up_bytes: Option<u64>,
+    pub up_bytes: Option<u128>,
     /// With `include=split`, for data.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub down_bytes: Option<u64>,
+    pub down_bytes: Option<u128>,
     /// With `include=cost`: exact to the micro-ZAR (49 ZAR per 10^9 bytes; 1 ZAR a minute, billed
     /// per second), rounded up per bucket.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -257,7 +257,7 @@ async fn answer(state: &ApiState, params: &Params) -> Result<UsageResponse, ApiE
         request.end.hour_start(),
     ))
     .await
-    .map_err(|e| ApiError::unavailable("usage", &e))?;
+    .map_err(|e| ApiError::unavailable("usage", &e.to_string()))?;
     let bucket_of = |hour: Timestamp| {
         if request.daily {
             Timestamp::from_micros(hour.micros().div_euclid(DAY) * DAY)
@@ -268,9 +268,10 @@ async fn answer(state: &ApiState, params: &Params) -> Result<UsageResponse, ApiE
     // (bucket, type order: data before calls) -> totals and costs.
     let order = |u: UsageType| UsageType::ALL.iter().position(|x| *x == u).unwrap_or(0);
     let mut buckets: BTreeMap<(Timestamp, usize), Bucket> = BTreeMap::new();
+    let overflow = || ApiError::unavailable("usage", "a total passes 2^128 - 1");
     for item in &items {
-        let micro_zar =
-            Usage::cost_micro_zar(item.usage_type, total_of(item.usage_type, &item.totals));
+        let total = item.totals.total(item.usage_type).map_err(|_| overflow())?;
+        let micro_zar = Usage::cost_micro_zar(item.usage_type, total).ok_or_else(overflow)?;
         let bucket = buckets
             .entry((bucket_of(item.hour), order(item.usage_type)))
             .or_insert_with(|| Bucket {
@@ -279,8 +280,8 @@ async fn answer(state: &ApiState, params: &Params) -> Result<UsageResponse, ApiE
                 micro_zar: 0,
                 hours: Vec::new(),
             });
-        bucket.totals.merge(&item.totals);
-        bucket.micro_zar += micro_zar;
+        bucket.totals.merge(&item.totals).map_err(|_| overflow())?;
+        bucket.micro_zar = bucket.micro_zar.checked_add(micro_zar).ok_or_else(overflow)?;
         bucket.hours.push((item.hour, micro_zar));
     }
     // WAK per ZAR for every hour with usage, read once for all buckets.
@@ -288,45 +289,38 @@ async fn answer(state: &ApiState, params: &Params) -> Result<UsageResponse, ApiE
         let hours: BTreeSet<Timestamp> = items.iter().map(|i| i.hour).collect();
         crate::http::store_time(state.rates.wak_per_zar(&hours))
             .await
-            .map_err(|e| ApiError::unavailable("forex rates", &e))?
+            .map_err(|e| ApiError::unavailable("forex rates", &e.to_string()))?
     } else {
         Default::default()
     };
     let usage = buckets
         .into_values()
-        .map(|b| {
+        .map(|b| -> Result<UsageLine, ApiError> {
             let data = matches!(b.usage_type, UsageType::Data(_));
             let wak = b.hours.iter().try_fold(0.0, |sum, (hour, micro_zar)| {
                 rates
                     .get(hour)
                     .map(|rate| sum + *micro_zar as f64 / 1e6 * rate)
             });
-            UsageLine {
+            Ok(UsageLine {
                 category: b.usage_type.category(),
                 usage_type: b.usage_type.name(),
-                total: total_of(b.usage_type, &b.totals),
+                total: b.totals.total(b.usage_type).map_err(|_| overflow())?,
                 measure: b.usage_type.measure(),
                 start_time: bucket_of(b.hours[0].0).to_seconds_string(),
                 up_bytes: (request.split && data).then_some(b.totals.up),
                 down_bytes: (request.split && data).then_some(b.totals.down),
                 cost_zar: request.cost.then_some(b.micro_zar as f64 / 1e6),
                 cost_wak: request.cost.then_some(wak.map(|w| (w * 1e6).round() / 1e6)),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     Ok(UsageResponse {
         msisdn: request.msisdn.to_string(),
         start_time: request.start.to_seconds_string(),
         end_time: request.end.to_seconds_string(),
         usage,
     })
-}
-
-fn total_of(usage_type: UsageType, t: &UsageTotals) -> u64 {
-    match usage_type {
-        UsageType::Data(_) => t.up + t.down,
-        UsageType::Call(_) => t.seconds,
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use wtc_aws::candles::{Rewind, series_key};
-use wtc_aws::{CandleStore, required_env};
+use wtc_aws::{CandleStore, Resource};
 use wtc_core::candles::Interval;
 use wtc_core::indicators::Price;
 use wtc_core::time::Timestamp;
@@ -52,8 +52,18 @@ pub enum RequestError {
          \"price\"?: \"close\"|\"open\"|\"high\"|\"low\", \"close_all\"?: bool}} or a scheduled event: {0}"
     )]
     Shape(String),
-    #[error("{0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(#[from] wtc_aws::AwsError),
+}
+
+impl RequestError {
+    /// The `errorType` Lambda shows for it.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            RequestError::Shape(_) => "InvalidRequest",
+            RequestError::Store(e) => e.kind.error_type(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -64,8 +74,8 @@ pub struct ComputeIndicators {
 impl ComputeIndicators {
     /// `CANDLES_TABLE`, `INDICATOR_STATE_TABLE`, and the standard AWS settings.
     pub async fn from_env() -> Result<Self, wtc_aws::ConfigError> {
-        let candles = required_env("CANDLES_TABLE", "the DynamoDB table for candles")?;
-        let state = required_env(
+        let candles = Resource::from_env("CANDLES_TABLE", "the DynamoDB table for candles")?;
+        let state = Resource::from_env(
             "INDICATOR_STATE_TABLE",
             "the DynamoDB table for indicator states per series",
         )?;

@@ -13,9 +13,9 @@
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use wtc_aws::candles::BAR_WEIGHT;
-use wtc_aws::{CandleOutcome, CandleStore, DeadLetterQueue, TickStore, required_env};
+use wtc_aws::{AwsError, CandleOutcome, CandleStore, DeadLetterQueue, FailureKind, Resource, TickStore};
 use wtc_core::candles::Interval;
-use wtc_core::event::{BatchItemFailures, BatchOutcome};
+use wtc_core::event::{BatchError, BatchItemFailures, BatchOutcome};
 use wtc_core::indicators::Price;
 use wtc_core::latest::LatestPrice;
 use wtc_core::quotes::{Bar, MarketRecord};
@@ -41,6 +41,8 @@ pub struct BatchReport {
     pub rejected: usize,
     /// Records to be delivered again: writes or dead letters that failed after retries.
     pub failed: usize,
+    /// Requests the tables asked to slow down (each retried with backoff).
+    pub throttled: u64,
 }
 
 /// The outcome of one batch.
@@ -58,39 +60,40 @@ pub struct ProcessTicks {
 
 impl ProcessTicks {
     /// Builds the clients from the environment: `TICKS_TABLE`, `RATES_TABLE`, `CANDLES_TABLE`,
-    /// `INDICATOR_STATE_TABLE`, `DEAD_LETTER_QUEUE_URL`, optionally `INDICATOR_PRICE` (`close`,
-    /// the default, or `open`: the price new series' indicators read), plus the standard AWS
-    /// settings (`AWS_ENDPOINT_URL` included).
+    /// `INDICATOR_STATE_TABLE`, `DEAD_LETTER_QUEUE_URL`, `DEAD_LETTER_BUCKET`, optionally
+    /// `INDICATOR_PRICE` (`close`, the default, or `open`: the price new series' indicators read)
+    /// and `RAW_TICK_RETENTION_DAYS` (raw ticks and ledgers expire after it; kept without it),
+    /// plus the standard AWS settings (`AWS_ENDPOINT_URL` included).
     pub async fn from_env() -> Result<Self, wtc_aws::ConfigError> {
-        let ticks = required_env("TICKS_TABLE", "the DynamoDB table for raw ticks")?;
-        let rates = required_env(
+        let ticks = Resource::from_env("TICKS_TABLE", "the DynamoDB table for raw ticks")?;
+        let rates = Resource::from_env(
             "RATES_TABLE",
             "the DynamoDB table for minute and hour mid-price sums",
         )?;
-        let candles = required_env("CANDLES_TABLE", "the DynamoDB table for candles")?;
-        let state = required_env(
+        let candles = Resource::from_env("CANDLES_TABLE", "the DynamoDB table for candles")?;
+        let state = Resource::from_env(
             "INDICATOR_STATE_TABLE",
             "the DynamoDB table for indicator states per series",
         )?;
-        let dlq = required_env(
-            "DEAD_LETTER_QUEUE_URL",
-            "the SQS queue URL for rejected records",
-        )?;
         let price = price_from_env()?;
+        let retention = retention_from_env()?;
         let sdk = wtc_aws::load_sdk_config().await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let mut candles = CandleStore::new(dynamodb.clone(), candles, state);
         candles.default_price = price;
+        let mut store = TickStore::new(dynamodb, ticks, rates);
+        store.retention = retention;
         Ok(Self {
-            store: TickStore::new(dynamodb, ticks, rates),
+            store,
             candles,
-            dead_letters: DeadLetterQueue::new(aws_sdk_sqs::Client::new(&sdk), dlq),
+            dead_letters: DeadLetterQueue::from_env(&sdk)?,
         })
     }
 
     /// Decodes the batch, stores the valid ticks, sends the rejects to the dead-letter queue.
     pub async fn handle(&self, event: &SourceEvent) -> BatchResult {
         let started = Instant::now();
+        let throttled_before = self.throttled();
         let records = event.records();
         let mut ticks: Vec<Tick> = Vec::with_capacity(records.len());
         let mut bars: Vec<Bar> = Vec::new();
@@ -125,8 +128,27 @@ impl ProcessTicks {
         }
 
         let mut outcome = self.store.write(&ticks, &sources).await;
-        let mut retry: Vec<usize> = outcome.failed.iter().map(|(i, _)| origin[*i]).collect();
-        let mut error = outcome.failed.first().map(|(_, e)| e.clone());
+        let mut retry: Vec<usize> = Vec::new();
+        let mut error: Option<BatchError> = None;
+        // A tick the tables can never take is the tick's fault: it is dead-lettered with the
+        // reason, like a tick that does not decode. Any other failure is delivered again.
+        let mut buf = Vec::new();
+        for (i, e) in &outcome.failed {
+            let at = origin[*i];
+            if e.kind == FailureKind::Rejected {
+                let payload = records[at].payload(&mut buf).ok().map(<[u8]>::to_vec);
+                letters.push(DeadLetter::new(
+                    FUNCTION,
+                    &records[at],
+                    payload.as_deref(),
+                    e.to_string(),
+                ));
+                rejected_origin.push(at);
+            } else {
+                retry.push(at);
+                BatchError::keep_worst(&mut error, e.batch_error());
+            }
+        }
 
         let mut minutes = std::mem::take(&mut outcome.minutes);
         minutes.extend(
@@ -148,7 +170,7 @@ impl ProcessTicks {
                         .map(|(_, i)| *i),
                 );
             retry.extend(of_symbol);
-            error.get_or_insert(e.clone());
+            BatchError::keep_worst(&mut error, e.batch_error());
         }
         let closed = candles.series.iter().map(|s| s.advanced.closed).sum();
         let recomputed = candles.series.iter().map(|s| s.advanced.recomputed).sum();
@@ -156,7 +178,7 @@ impl ProcessTicks {
             && let Err(e) = self.dead_letters.send(&letters).await
         {
             retry.extend(&rejected_origin);
-            error.get_or_insert(e.to_string());
+            BatchError::keep_worst(&mut error, e.error.batch_error());
         }
         retry.sort_unstable();
         retry.dedup();
@@ -174,6 +196,7 @@ impl ProcessTicks {
                 indicators_recomputed: recomputed,
                 rejected: letters.len(),
                 failed: retry.len(),
+                throttled: self.throttled() - throttled_before,
             },
             latency_ms: started.elapsed().as_secs_f64() * 1e3,
             item_failures,
@@ -183,6 +206,11 @@ impl ProcessTicks {
 }
 
 impl ProcessTicks {
+    /// Throttled requests of both stores so far.
+    fn throttled(&self) -> u64 {
+        self.store.retry_stats().snapshot().1 + self.candles.retry_stats().snapshot().1
+    }
+
     /// Stores each symbol's newest tick or bar, with the close of its last closed M1 candle when
     /// this batch closed one. Returns the symbols whose price could not be stored.
     async fn record_latest(
@@ -190,7 +218,7 @@ impl ProcessTicks {
         ticks: &[Tick],
         bars: &[Bar],
         candles: &CandleOutcome,
-    ) -> Vec<(String, String)> {
+    ) -> Vec<(String, AwsError)> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
@@ -238,7 +266,24 @@ impl wtc_core::event::BatchReport for BatchReport {
             ("IndicatorsRecomputed", self.indicators_recomputed as f64),
             ("Rejected", self.rejected as f64),
             ("Failed", self.failed as f64),
+            ("Throttled", self.throttled as f64),
         ]
+    }
+}
+
+/// `RAW_TICK_RETENTION_DAYS`: how long raw ticks and ledgers are kept (the tables' TTL).
+pub fn retention_from_env() -> Result<Option<std::time::Duration>, wtc_aws::ConfigError> {
+    match std::env::var("RAW_TICK_RETENTION_DAYS").ok().as_deref() {
+        None | Some("") => Ok(None),
+        Some(days) => days
+            .parse::<u64>()
+            .ok()
+            .filter(|d| *d > 0)
+            .map(|d| Some(std::time::Duration::from_secs(d * 86_400)))
+            .ok_or_else(|| wtc_aws::ConfigError::Invalid {
+                name: "RAW_TICK_RETENTION_DAYS",
+                reason: format!("must be a whole number of days, found {days:?}"),
+            }),
     }
 }
 

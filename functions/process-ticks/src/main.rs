@@ -1,4 +1,4 @@
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use process_ticks::{ProcessTicks, init_tracing};
 use wtc_core::SourceEvent;
 
@@ -10,7 +10,11 @@ async fn main() -> Result<(), Error> {
         let function = &function;
         async move {
             let result = function.handle(&event.payload).await;
-            Ok::<_, Error>(result.finish()?)
+            // errorType names the kind of failure (TransientFailure, DeploymentError).
+            result.finish().map_err(|e| Diagnostic {
+                error_type: e.error_type().into(),
+                error_message: e.to_string(),
+            })
         }
     }))
     .await

@@ -2,23 +2,37 @@
 //! row, and publish one record per valid row to `cdr-data` / `cdr-voice` (Kafka key = msisdn) or
 //! to the CDR stream (Kinesis, partition key = msisdn).
 //!
-//! Each record carries its identity: the object, its ETag (the content hash) and the line, so the
-//! same file uploaded twice is the same rows and aggregate-usage counts them once. Rows that break a
-//! rule go to the dead-letter queue with the file, the line and the reason; a file whose name is not
-//! a CDR file name, or whose header is not its kind's, is rejected whole with the reason. Records
-//! go out in batches of `BATCH_ROWS` as the file streams in. A failure to read or publish fails the
-//! invocation, and S3's retry sends the file again: the rows' identities make that safe.
+//! In AWS the bucket's notifications reach the function through an SQS queue (`FileEvent::Sqs`),
+//! whose redrive policy keeps what fails; locally the runner hands it S3's notification itself
+//! (`FileEvent::S3`). A file whose processing still fails at its last attempt
+//! (`FILE_MAX_ATTEMPTS`, the queue's receive count) goes to the dead-letter queue with its key and
+//! the reason, so no file is dropped silently.
+//!
+//! Each record carries its identity: the file's content checksum (S3's full-object CRC64NVME, or
+//! the same computed here when S3 has none) and the line, so the same content uploaded twice, by
+//! any client, under any name or with any multipart part size, is the same rows and
+//! aggregate-usage counts them once. Rows that break a rule go to the dead-letter queue with the
+//! file, the line and the reason; a line longer than `MAX_LINE_BYTES` is one rejected row (its
+//! beginning in the letter, the rest in the file) and the file streams on; a file whose name is
+//! not a CDR file name, or whose header is not its kind's, is rejected whole with the reason.
+//! Records go out in batches of `BATCH_ROWS` as the file streams in.
 
 use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
 use wtc_aws::publish::Publisher;
 use wtc_aws::{DeadLetterQueue, OutRecord};
+use wtc_aws::FailureKind;
 use wtc_core::DeadLetter;
 use wtc_core::cdr::{CdrFile, CdrKind, RowId, encode_record, split_csv, validate_row};
 
 pub const FUNCTION: &str = "stream-cdr-files";
 /// Records published at once (and the most held in memory).
 pub const BATCH_ROWS: usize = 1_000;
+/// The longest line a CDR file may have (a row is about 150 bytes): a longer one is a rejected
+/// row, of which only this much is held.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+/// Attempts at a file before it is dead-lettered (`FILE_MAX_ATTEMPTS`; the template's queue
+/// redrives after 5 receives).
+pub const DEFAULT_FILE_MAX_ATTEMPTS: u32 = 5;
 /// Dead letters sent at once.
 const LETTER_BATCH: usize = 100;
 
@@ -51,6 +65,16 @@ pub struct S3Bucket {
 pub struct S3Object {
     /// URL-encoded, as S3 notifications carry it (a space is `+`).
     pub key: String,
+}
+
+/// The (bucket, decoded key) of each object an S3 notification says was created.
+fn created(event: &S3Event) -> Vec<(String, String)> {
+    event
+        .records
+        .iter()
+        .filter(|r| r.event_name.is_empty() || r.event_name.starts_with("ObjectCreated"))
+        .map(|r| (r.s3.bucket.name.clone(), decode_key(&r.s3.object.key)))
+        .collect()
 }
 
 /// An object key as S3 notifications encode it, decoded.
@@ -89,14 +113,71 @@ pub struct FileReport {
     pub file_rejected: Option<String>,
 }
 
+/// The SQS messages a queue hands the function, each an S3 notification.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SqsEvent {
+    #[serde(rename = "Records")]
+    pub records: Vec<SqsMessage>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SqsMessage {
+    #[serde(rename = "messageId")]
+    pub message_id: String,
+    pub body: String,
+    #[serde(default)]
+    pub attributes: SqsAttributes,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SqsAttributes {
+    /// How many times the message has been received, this time included.
+    #[serde(rename = "ApproximateReceiveCount", default)]
+    pub approximate_receive_count: Option<String>,
+}
+
+/// What the function is invoked with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FileEvent {
+    /// Notifications through a queue (the template's way): failures are reported per message.
+    Sqs(SqsEvent),
+    /// S3's notification itself (the local runner's way).
+    S3(S3Event),
+}
+
+/// The partial-batch answer to an SQS event: the messages to receive again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SqsBatchResponse {
+    pub batch_item_failures: Vec<SqsItemFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SqsItemFailure {
+    pub item_identifier: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    #[error("reading {file}: {reason}")]
-    Read { file: String, reason: String },
+    #[error("reading {file}: {error}")]
+    Read { file: String, error: wtc_aws::AwsError },
     #[error(transparent)]
     Publish(#[from] wtc_aws::PublishError),
     #[error("sending dead letters: {0}")]
-    DeadLetters(String),
+    DeadLetters(#[from] wtc_aws::dead_letters::DeadLetterError),
+}
+
+impl StreamError {
+    /// Whether streaming the file again can help.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            StreamError::Read { error, .. } => error.kind,
+            StreamError::Publish(e) => e.kind,
+            StreamError::DeadLetters(e) => e.error.kind,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -105,41 +186,118 @@ pub struct StreamCdrFiles {
     /// For Kafka, the topic is chosen per kind (`cdr-data`, `cdr-voice`).
     pub publisher: Publisher,
     pub dead_letters: DeadLetterQueue,
+    /// Attempts at a file before it is dead-lettered.
+    pub max_attempts: u32,
 }
 
 impl StreamCdrFiles {
+    pub fn new(s3: aws_sdk_s3::Client, publisher: Publisher, dead_letters: DeadLetterQueue) -> Self {
+        Self {
+            s3,
+            publisher,
+            dead_letters,
+            max_attempts: DEFAULT_FILE_MAX_ATTEMPTS,
+        }
+    }
+
     /// `TRANSPORT` and its settings (see `wtc_aws::publish::publisher_from_env`; the Kinesis stream
-    /// in `CDR_STREAM`), `DEAD_LETTER_QUEUE_URL`, and the standard AWS settings.
+    /// in `CDR_STREAM`), `DEAD_LETTER_QUEUE_URL`, `DEAD_LETTER_BUCKET`, `FILE_MAX_ATTEMPTS`, and
+    /// the standard AWS settings.
     pub async fn from_env() -> Result<Self, wtc_aws::ConfigError> {
         let publisher =
             wtc_aws::publish::publisher_from_env("CDR_DATA_TOPIC", "cdr-data", "CDR_STREAM")
                 .await?;
-        let dlq = wtc_aws::required_env(
-            "DEAD_LETTER_QUEUE_URL",
-            "the SQS queue URL for rejected rows",
-        )?;
         let sdk = wtc_aws::load_sdk_config().await;
-        Ok(Self {
-            s3: aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(&sdk)
-                    .force_path_style(true)
-                    .build(),
-            ),
+        let mut function = Self::new(
+            wtc_aws::s3_client(&sdk),
             publisher,
-            dead_letters: DeadLetterQueue::new(aws_sdk_sqs::Client::new(&sdk), dlq),
-        })
+            DeadLetterQueue::from_env(&sdk)?,
+        );
+        if let Ok(n) = std::env::var("FILE_MAX_ATTEMPTS") {
+            function.max_attempts = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                wtc_aws::ConfigError::Invalid {
+                    name: "FILE_MAX_ATTEMPTS",
+                    reason: format!("must be a positive number, found {n:?}"),
+                }
+            })?;
+        }
+        Ok(function)
     }
 
+    /// Streams every file of S3's notification; the first failure fails the invocation.
     pub async fn handle(&self, event: &S3Event) -> Result<Vec<FileReport>, StreamError> {
         let mut reports = Vec::with_capacity(event.records.len());
-        for record in &event.records {
-            if !record.event_name.is_empty() && !record.event_name.starts_with("ObjectCreated") {
-                continue;
-            }
-            let key = decode_key(&record.s3.object.key);
-            reports.push(self.stream_file(&record.s3.bucket.name, &key).await?);
+        for record in created(event) {
+            reports.push(self.stream_file(&record.0, &record.1).await?);
         }
         Ok(reports)
+    }
+
+    /// Streams the files of each message. A message whose file fails is received again, unless
+    /// this was its last attempt: the file is then dead-lettered with its key and the reason (and
+    /// the message let go), so the queue's redrive only ever holds what could not even be
+    /// dead-lettered. S3's test message and bodies that are not notifications are let go (the
+    /// latter dead-lettered as they are).
+    pub async fn handle_sqs(&self, event: &SqsEvent) -> (SqsBatchResponse, Vec<FileReport>) {
+        let mut response = SqsBatchResponse::default();
+        let mut reports = Vec::new();
+        for message in &event.records {
+            let attempt: u32 = message
+                .attributes
+                .approximate_receive_count
+                .as_deref()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            let last = attempt >= self.max_attempts;
+            let outcome = match serde_json::from_str::<S3Event>(&message.body) {
+                // `{"Service":"Amazon S3","Event":"s3:TestEvent",...}` has no records.
+                Ok(s3) => self.stream_message(&s3, attempt, last, &mut reports).await,
+                Err(e) => self
+                    .send_letters(&[DeadLetter::of_file(
+                        FUNCTION,
+                        format!("sqs-message:{}", message.message_id),
+                        Some(message.body.as_bytes()),
+                        format!("the message is not an S3 notification: {e}"),
+                    )])
+                    .await
+                    .map_err(|e| (e, None)),
+            };
+            if let Err((e, _)) = outcome {
+                tracing::warn!(message = %message.message_id, attempt, "a file failed: {e}");
+                response.batch_item_failures.push(SqsItemFailure {
+                    item_identifier: message.message_id.clone(),
+                });
+            }
+        }
+        (response, reports)
+    }
+
+    /// One message's files; on the last attempt a failed file is dead-lettered instead of failing.
+    async fn stream_message(
+        &self,
+        event: &S3Event,
+        attempt: u32,
+        last: bool,
+        reports: &mut Vec<FileReport>,
+    ) -> Result<(), (StreamError, Option<String>)> {
+        for (bucket, key) in created(event) {
+            match self.stream_file(&bucket, &key).await {
+                Ok(report) => reports.push(report),
+                Err(e) if last => {
+                    let letter = DeadLetter::of_file(
+                        FUNCTION,
+                        format!("s3://{bucket}/{key}"),
+                        None,
+                        format!("the file failed at its attempt {attempt}, the last: {e}"),
+                    );
+                    self.send_letters(&[letter])
+                        .await
+                        .map_err(|e| (e, Some(key.clone())))?;
+                }
+                Err(e) => return Err((e, Some(key))),
+            }
+        }
+        Ok(())
     }
 
     fn publisher_for(&self, kind: CdrKind) -> Publisher {
@@ -165,33 +323,21 @@ impl StreamCdrFiles {
                 return Ok(report);
             }
         };
-        let read_error = |reason: String| StreamError::Read {
+        let read_error = |what: &str, e: wtc_aws::AwsError| StreamError::Read {
             file: source.clone(),
-            reason,
+            error: e.doing(what, &wtc_aws::Resource::new(bucket, "")),
         };
-        let object = self
-            .s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| read_error(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
-        let etag = object
-            .e_tag()
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_owned();
-        let mut body = object.body;
+        let (identity, mut body) = self.open(bucket, key).await.map_err(|e| read_error("reading", e))?;
         let publisher = self.publisher_for(kind);
         let mut state = FileState {
             kind,
             id: RowId {
                 source: source.clone(),
-                etag,
+                etag: identity,
                 line: 0,
             },
             partial: Vec::new(),
+            overlong: None,
             records: Vec::with_capacity(BATCH_ROWS),
             letters: Vec::new(),
             header_ok: false,
@@ -200,19 +346,20 @@ impl StreamCdrFiles {
             let chunk = body
                 .try_next()
                 .await
-                .map_err(|e| read_error(e.to_string()))?;
+                .map_err(|e| read_error("reading", wtc_aws::AwsError::throttled(e.to_string())))?;
             let Some(chunk) = chunk else { break };
             let mut rest: &[u8] = &chunk;
-            while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-                let line: Cow<'_, [u8]> = if state.partial.is_empty() {
-                    Cow::Borrowed(&rest[..nl])
-                } else {
-                    let mut whole = std::mem::take(&mut state.partial);
-                    whole.extend_from_slice(&rest[..nl]);
-                    Cow::Owned(whole)
-                };
+            while let Some(nl) = memchr::memchr(b'\n', rest) {
+                state.extend(&rest[..nl]);
                 rest = &rest[nl + 1..];
-                if !state.line(&line, &mut report) {
+                let line = std::mem::take(&mut state.partial);
+                let done = match state.overlong.take() {
+                    Some(len) => state.overlong_line(&line, len, &mut report),
+                    None => state.line(&line, &mut report),
+                };
+                state.partial = line;
+                state.partial.clear();
+                if !done {
                     return self.reject_file(report, state).await;
                 }
                 if state.records.len() >= BATCH_ROWS {
@@ -225,7 +372,13 @@ impl StreamCdrFiles {
                         .await?;
                 }
             }
-            state.partial.extend_from_slice(rest);
+            state.extend(rest);
+        }
+        if let Some(len) = state.overlong.take() {
+            let last = std::mem::take(&mut state.partial);
+            if !state.overlong_line(&last, len, &mut report) {
+                return self.reject_file(report, state).await;
+            }
         }
         if !state.partial.is_empty() {
             let last = std::mem::take(&mut state.partial);
@@ -268,13 +421,65 @@ impl StreamCdrFiles {
 
     async fn send_letters(&self, letters: &[DeadLetter]) -> Result<(), StreamError> {
         for chunk in letters.chunks(10) {
-            self.dead_letters
-                .send(chunk)
-                .await
-                .map_err(|e| StreamError::DeadLetters(e.to_string()))?;
+            self.dead_letters.send(chunk).await?;
         }
         Ok(())
     }
+
+    /// The object's content identity and its body. The identity is S3's full-object CRC64NVME
+    /// when S3 keeps one (it computes it for every new object), else the same checksum computed
+    /// here in a first pass over the object; the second read is then tied to the same version by
+    /// its ETag, so identity and rows come from one content.
+    async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(String, aws_sdk_s3::primitives::ByteStream), wtc_aws::AwsError> {
+        use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
+        let get = || async {
+            self.s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .checksum_mode(ChecksumMode::Enabled)
+                .send()
+                .await
+                .map_err(|e| wtc_aws::AwsError::from_sdk(&e))
+        };
+        let object = get().await?;
+        let full_object = object
+            .checksum_type()
+            .is_none_or(|t| *t == ChecksumType::FullObject);
+        if let (Some(crc), true) = (object.checksum_crc64_nvme(), full_object) {
+            return Ok((crc.to_owned(), object.body));
+        }
+        let etag = object.e_tag().map(str::to_owned);
+        let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
+        let mut body = object.body;
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| wtc_aws::AwsError::throttled(e.to_string()))?
+        {
+            digest.update(&chunk);
+        }
+        let identity = crc64nvme_text(digest.finalize());
+        let again = self
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_if_match(etag)
+            .send()
+            .await
+            .map_err(|e| wtc_aws::AwsError::from_sdk(&e))?;
+        Ok((identity, again.body))
+    }
+}
+
+/// A CRC64NVME as S3 writes it (`ChecksumCRC64NVME`): base64 of its 8 bytes, big-endian.
+pub fn crc64nvme_text(crc: u64) -> String {
+    base64_simd::STANDARD.encode_to_string(crc.to_be_bytes())
 }
 
 /// A file being read.
@@ -282,13 +487,56 @@ struct FileState {
     kind: CdrKind,
     /// The identity of the line being read (its number counts from 1, the header).
     id: RowId,
+    /// The line read so far (at most `MAX_LINE_BYTES`).
     partial: Vec<u8>,
+    /// The length of the line being read, once it is longer than `MAX_LINE_BYTES`.
+    overlong: Option<u64>,
     records: Vec<OutRecord>,
     letters: Vec<DeadLetter>,
     header_ok: bool,
 }
 
 impl FileState {
+    /// Takes more of the line being read, keeping at most `MAX_LINE_BYTES` of it.
+    fn extend(&mut self, bytes: &[u8]) {
+        if let Some(len) = &mut self.overlong {
+            *len += bytes.len() as u64;
+            return;
+        }
+        if self.partial.len() + bytes.len() <= MAX_LINE_BYTES {
+            self.partial.extend_from_slice(bytes);
+        } else {
+            let room = MAX_LINE_BYTES - self.partial.len();
+            self.partial.extend_from_slice(&bytes[..room]);
+            self.overlong = Some((MAX_LINE_BYTES + bytes.len() - room) as u64);
+        }
+    }
+
+    /// A line longer than files may have: one rejected row, its beginning in the letter.
+    fn overlong_line(&mut self, start: &[u8], len: u64, report: &mut FileReport) -> bool {
+        self.id.line += 1;
+        let mut letter = DeadLetter::of_file(
+            FUNCTION,
+            format!("{}#{}", self.id.source, self.id.line),
+            Some(start),
+            format!(
+                "line {} is {len} bytes long, longer than the {MAX_LINE_BYTES} a CDR file's lines may be",
+                self.id.line
+            ),
+        );
+        letter.checksum = Some(self.id.etag.clone());
+        letter.value_bytes = Some(len);
+        letter.truncated = Some(true);
+        self.letters.push(letter);
+        if self.header_ok {
+            report.rows += 1;
+            report.rejected += 1;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Takes one line; false when the file cannot be read on (its header is wrong).
     fn line(&mut self, line: &[u8], report: &mut FileReport) -> bool {
         self.id.line += 1;
@@ -326,8 +574,9 @@ impl FileState {
             }),
             Err(e) => {
                 report.rejected += 1;
-                self.letters
-                    .push(DeadLetter::of_file(FUNCTION, at, Some(line), e.to_string()));
+                let mut letter = DeadLetter::of_file(FUNCTION, at, Some(line), e.to_string());
+                letter.checksum = Some(self.id.etag.clone());
+                self.letters.push(letter);
             }
         }
         true
