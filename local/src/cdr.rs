@@ -18,11 +18,7 @@ pub const LOCAL_API_USER: (&str, &str) = ("wtc", "wtc-local");
 
 /// An S3 client for the emulator (path-style addressing).
 pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(true)
-            .build(),
-    )
+    wtc_aws::s3_client(sdk)
 }
 
 /// Creates the CDR topics and the bucket unless they exist.
@@ -30,18 +26,7 @@ pub async fn provision_cdr(brokers: &str, s3: &aws_sdk_s3::Client) -> Result<()>
     for topic in ["cdr-data", "cdr-voice"] {
         crate::provision::create_topic(brokers, topic, CDR_PARTITIONS).await?;
     }
-    if let Err(e) = s3.create_bucket().bucket(BUCKET).send().await {
-        let owned = e
-            .as_service_error()
-            .is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists());
-        if !owned {
-            return Err(anyhow::anyhow!(
-                aws_sdk_s3::error::DisplayErrorContext(&e).to_string()
-            ))
-            .with_context(|| format!("creating bucket {BUCKET}"));
-        }
-    }
-    Ok(())
+    crate::provision::ensure_bucket(s3, BUCKET).await
 }
 
 /// Generates `pairs` pairs of files (seeded), uploads each under `upload/` and streams it, as an

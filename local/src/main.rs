@@ -511,14 +511,11 @@ async fn start_usage(
             async move { poller.run(&progress, &stop).await },
         ));
     }
-    let function = stream_cdr_files::StreamCdrFiles {
-        s3: s3.clone(),
-        publisher: wtc_aws::publish::Publisher::Kafka(tick_producer(
-            &stack.kafka_brokers,
-            "cdr-data",
-        )?),
-        dead_letters: dead_letters.clone(),
-    };
+    let function = stream_cdr_files::StreamCdrFiles::new(
+        s3.clone(),
+        wtc_aws::publish::Publisher::Kafka(tick_producer(&stack.kafka_brokers, "cdr-data")?),
+        dead_letters.clone(),
+    );
     let (sftp, streamer) = start_sftp(args, stack, s3, &function, progress).await?;
     let example = Arc::new(std::sync::Mutex::new(None));
     let (pairs, seed, port) = (args.cdr_files, args.seed, args.api_port);

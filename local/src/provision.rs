@@ -25,6 +25,8 @@ pub struct Names {
     pub indicator_state_table: String,
     pub usage_table: String,
     pub dead_letter_queue: String,
+    /// The claim-check bucket of dead letters too large for the queue.
+    pub dead_letter_bucket: String,
 }
 
 impl Default for Names {
@@ -38,6 +40,7 @@ impl Default for Names {
             indicator_state_table: "wtc-indicator-state".into(),
             usage_table: "wtc-usage".into(),
             dead_letter_queue: "wtc-dead-letters".into(),
+            dead_letter_bucket: "wtc-dead-letters".into(),
         }
     }
 }
@@ -103,9 +106,39 @@ pub async fn provision_ticks(brokers: &str, sdk: &SdkConfig, names: &Names) -> R
     let dead_letter_queue_url = ensure_queue(&sqs, &names.dead_letter_queue)
         .await
         .with_context(|| format!("creating queue {}", names.dead_letter_queue))?;
+    ensure_bucket(&wtc_aws::s3_client(sdk), &names.dead_letter_bucket).await?;
     Ok(Provisioned {
         dead_letter_queue_url,
     })
+}
+
+/// Creates a bucket unless this account has it.
+pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<()> {
+    if let Err(e) = s3.create_bucket().bucket(bucket).send().await {
+        let owned = e
+            .as_service_error()
+            .is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists());
+        if !owned {
+            return Err(anyhow::anyhow!(
+                aws_sdk_s3::error::DisplayErrorContext(&e).to_string()
+            ))
+            .with_context(|| format!("creating bucket {bucket}"));
+        }
+    }
+    Ok(())
+}
+
+/// The dead-letter queue with its claim-check bucket.
+pub fn dead_letter_queue(
+    sdk: &SdkConfig,
+    names: &Names,
+    provisioned: &Provisioned,
+) -> DeadLetterQueue {
+    DeadLetterQueue::new(
+        aws_sdk_sqs::Client::new(sdk),
+        provisioned.dead_letter_queue_url.clone(),
+    )
+    .with_claim_check(wtc_aws::s3_client(sdk), names.dead_letter_bucket.clone())
 }
 
 /// process-ticks wired to the provisioned resources, to run in this process.
@@ -126,10 +159,7 @@ pub fn process_ticks(
             names.candles_table.clone(),
             names.indicator_state_table.clone(),
         ),
-        dead_letters: DeadLetterQueue::new(
-            aws_sdk_sqs::Client::new(sdk),
-            provisioned.dead_letter_queue_url.clone(),
-        ),
+        dead_letters: dead_letter_queue(sdk, names, provisioned),
     }
 }
 

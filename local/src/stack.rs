@@ -3,7 +3,7 @@
 use crate::services::{Service, ensure_port_free, free_port, start_moto, start_tansu};
 use crate::tools::{ensure_moto, ensure_tansu};
 use anyhow::{Context, Result, bail};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use std::path::{Path, PathBuf};
 
 /// Where the broker and the AWS endpoint come from.
@@ -127,7 +127,7 @@ impl LocalStack {
 /// SDK settings for an emulator endpoint (see `LocalStack::sdk_config`).
 pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+    let mut loader = wtc_aws::config::sdk_loader()
         .region(Region::new(region))
         .endpoint_url(endpoint);
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {

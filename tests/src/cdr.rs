@@ -59,7 +59,7 @@ pub fn records() -> Vec<String> {
 }
 
 /// (msisdn, hour, category, type) -> (up, down, seconds, rows), summed from the CSV text.
-pub type Totals = BTreeMap<(String, String, String, String), (u64, u64, u64, u64)>;
+pub type Totals = BTreeMap<(String, String, String, String), (u128, u128, u128, u128)>;
 
 pub fn expected(records: &[String]) -> Totals {
     let mut out = Totals::new();

@@ -28,13 +28,13 @@ fn event(bucket: &str, keys: &[&str]) -> S3Event {
 }
 
 /// (msisdn, hour, category, type) -> total, summed from the files' text.
-fn totals_of(files: &[&str]) -> BTreeMap<(String, String, &'static str, String), u64> {
+fn totals_of(files: &[&str]) -> BTreeMap<(String, String, &'static str, String), u128> {
     let mut out = BTreeMap::new();
     for text in files {
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split(',').collect();
             let (category, usage_type, total, at) = if f.len() == 8 {
-                let bytes = f[2].parse::<u64>().unwrap() + f[3].parse::<u64>().unwrap();
+                let bytes = f[2].parse::<u128>().unwrap() + f[3].parse::<u128>().unwrap();
                 ("data", f[4], bytes, f[7])
             } else {
                 ("call", f[2], f[4].parse().unwrap(), f[5])
@@ -90,11 +90,11 @@ async fn uploaded_files_become_exact_usage_and_bad_rows_dead_letters() {
     put("upload/notes from ops.csv".into(), "hello\n".into()).await;
     put("upload/cdr_data_20240101_000640.csv".into(), voice.clone()).await;
 
-    let function = StreamCdrFiles {
+    let function = StreamCdrFiles::new(
         s3,
-        publisher: Publisher::Kafka(tick_producer(&h.stack.kafka_brokers, "cdr-data").unwrap()),
-        dead_letters: h.function.dead_letters.clone(),
-    };
+        Publisher::Kafka(tick_producer(&h.stack.kafka_brokers, "cdr-data").unwrap()),
+        h.function.dead_letters.clone(),
+    );
     let keys = [
         format!("upload/{data_name}"),
         format!("upload/{voice_name}"),

@@ -289,7 +289,7 @@ async fn kinesis_writes_that_fail_are_reported_as_batch_item_failures() {
     let broken = ProcessTicks {
         store: TickStore::new(
             h.dynamo.clone(),
-            "no-such-table".into(),
+            "no-such-table",
             h.names.rates_table.clone(),
         ),
         ..(*h.function).clone()
@@ -380,7 +380,7 @@ async fn kafka_batches_that_fail_every_retry_go_to_the_dead_letter_queue_and_are
     let broken = Arc::new(ProcessTicks {
         store: TickStore::new(
             h.dynamo.clone(),
-            "no-such-table".into(),
+            "no-such-table",
             h.names.rates_table.clone(),
         ),
         ..(*h.function).clone()

@@ -79,7 +79,7 @@ async fn measure(
     for (n, chunk) in values.chunks(500).enumerate() {
         let outcome = function.handle(&event(n, chunk)).await;
         if outcome.report.failed > 0 {
-            bail!("ingesting failed: {}", outcome.error.unwrap_or_default());
+            bail!("ingesting failed: {:?}", outcome.error);
         }
     }
 
