@@ -336,6 +336,8 @@ impl<'a> ObjectScanner<'a> {
         let hex = self
             .b
             .get(self.i..self.i + 4)
+            // `from_str_radix` alone would take a sign: `\u+041` is not JSON.
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
             .and_then(|h| std::str::from_utf8(h).ok())
             .and_then(|h| u32::from_str_radix(h, 16).ok())
             .ok_or_else(|| self.error("four hex digits after \\u"))?;
@@ -492,6 +494,10 @@ mod tests {
             ("{\"a\":1} x", 8),
             ("{\"a\":\"x", 7),
             ("{\"a\":1", 6),
+            // Found by tests/fuzz_decoders.rs: a sign passed for a hex digit.
+            ("{\"a\":\"\\u+041\"}", 8),
+            ("{\"a\":\"\\u-041\"}", 8),
+            ("{\"a\":\"\\u 041\"}", 8),
         ] {
             let err = members(text).unwrap_err();
             assert_eq!(err.offset, offset, "{text:?}: {err}");
