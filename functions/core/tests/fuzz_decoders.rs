@@ -192,13 +192,13 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     let at = any::<usize>();
     prop_oneof![
-        2 => (at.clone(), 0u8..8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
-        2 => (at.clone(), any::<u8>()).prop_map(|(at, byte)| Mutation::Set { at, byte }),
-        2 => (at.clone(), proptest::collection::vec(any::<u8>(), 1..8))
+        2 => (at, 0u8..8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
+        2 => (at, any::<u8>()).prop_map(|(at, byte)| Mutation::Set { at, byte }),
+        2 => (at, proptest::collection::vec(any::<u8>(), 1..8))
             .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
-        2 => (at.clone(), 1usize..16).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        1 => (at.clone(), 1usize..64).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
-        4 => (at.clone(), any::<usize>()).prop_map(|(at, token)| Mutation::ReplaceField { at, token }),
+        2 => (at, 1usize..16).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        1 => (at, 1usize..64).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
+        4 => (at, any::<usize>()).prop_map(|(at, token)| Mutation::ReplaceField { at, token }),
         2 => (at, any::<usize>()).prop_map(|(at, token)| Mutation::InsertToken { at, token }),
     ]
 }
