@@ -291,3 +291,113 @@ mod tests {
         );
     }
 }
+
+/// Every parser against arbitrary and near-valid text: no panic, and a refusal names its
+/// parameter and says why in a bounded message. Cases: `PROPTEST_CASES` (256 by default).
+#[cfg(test)]
+pub(crate) mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Near-valid values of every parameter, hostile ones, and anything at all.
+    pub(crate) fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[0-9]{0,22}",
+            "-?[0-9]{1,12}(\\.[0-9]{0,3})?",
+            "(M1|M30|H1|asc|desc|day|hour|split|cost|,){0,3}",
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?)?",
+            "[A-Za-z0-9_=.-]{0,40}",
+            Just("99999999999999999999999".to_owned()),
+            Just("1e999".to_owned()),
+            Just("a".repeat(5_000)),
+        ]
+    }
+
+    pub(crate) fn check_refusal(
+        e: &ApiError,
+        names: &[&str],
+        longest_value: usize,
+    ) -> Result<(), TestCaseError> {
+        prop_assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+        prop_assert!(e.parameter.is_some_and(|p| names.contains(&p)), "{e:?}");
+        prop_assert!(!e.message.trim().is_empty());
+        prop_assert!(
+            e.message.len() <= 256 + 6 * longest_value,
+            "{}",
+            e.message.len()
+        );
+        Ok(())
+    }
+
+    fn query() -> impl Strategy<Value = Params> {
+        proptest::collection::hash_map(
+            prop::sample::select(vec![
+                "symbol",
+                "interval",
+                "start",
+                "end",
+                "limit",
+                "sort",
+                "page_token",
+                "other",
+            ])
+            .prop_map(str::to_owned),
+            value(),
+            0..8,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn times_parse_without_panic(text in value()) {
+            let t = parse_time(&text);
+            // The text format reads as itself; other forms are jiff's to refuse.
+            if let Ok(wtc) = Timestamp::parse(&text) {
+                prop_assert_eq!(t, Some(wtc));
+            }
+        }
+
+        #[test]
+        fn every_parameter_is_parsed_or_refused_by_name(p in query(), max in 1u32..2_000) {
+            let longest = p.values().map(String::len).max().unwrap_or(0);
+            match symbol(&p) {
+                Ok(s) => prop_assert!(!s.as_str().is_empty() && s.as_str().len() <= MAX_SYMBOL_LEN),
+                Err(e) => check_refusal(&e, &["symbol"], longest)?,
+            }
+            if let Err(e) = interval(&p) {
+                check_refusal(&e, &["interval"], longest)?;
+            }
+            match range(&p) {
+                Ok((Some(s), Some(e))) => prop_assert!(s <= e),
+                Ok(_) => {}
+                Err(e) => check_refusal(&e, &["start", "end"], longest)?,
+            }
+            match limit(&p, 1, max) {
+                Ok(n) => prop_assert!((1..=max).contains(&n)),
+                Err(e) => check_refusal(&e, &["limit"], longest)?,
+            }
+            if let Err(e) = newest_first(&p) {
+                check_refusal(&e, &["sort"], longest)?;
+            }
+            if let Err(e) = PageToken::from_params(&p, "TCS.NS#M1", false) {
+                check_refusal(&e, &["page_token"], longest)?;
+            }
+        }
+
+        #[test]
+        fn page_tokens_round_trip(scope in "[^\n]{0,40}", newest_first: bool, after in "[^\n]{1,40}", cut in 0usize..64) {
+            let token = PageToken { scope: scope.clone(), newest_first, after };
+            let text = token.encode();
+            let p: Params = [("page_token".to_owned(), text.clone())].into();
+            prop_assert_eq!(PageToken::from_params(&p, &scope, newest_first), Ok(Some(token)));
+            // A token cut short or with a byte changed is refused, not misread or a panic.
+            let mut bent = text.into_bytes();
+            bent.truncate(cut.min(bent.len()));
+            let p: Params = [("page_token".to_owned(), String::from_utf8_lossy(&bent).into_owned())].into();
+            if let Err(e) = PageToken::from_params(&p, &scope, newest_first) {
+                check_refusal(&e, &["page_token"], bent.len())?;
+            }
+        }
+    }
+}

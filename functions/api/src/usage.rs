@@ -326,6 +326,7 @@ async fn answer(state: &ApiState, params: &Params) -> Result<UsageResponse, ApiE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn compact_times_are_read_strictly() {
@@ -340,6 +341,39 @@ mod tests {
             "2024010101020x",
         ] {
             assert_eq!(parse_compact_time(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fuzz_usage_queries_are_parsed_or_refused_by_name(
+            p in proptest::collection::hash_map(
+                proptest::sample::select(vec!["msisdn", "start_time", "end_time", "granularity", "include", "other"])
+                    .prop_map(str::to_owned),
+                proptest::prop_oneof![
+                    crate::params::fuzz::value(),
+                    "[0-9]{14}",
+                    "20240[1-3][0-3][0-9][0-2][0-9][0-5][0-9][0-5][0-9]",
+                ],
+                0..7,
+            )
+        ) {
+            let names = ["msisdn", "start_time", "end_time", "granularity", "include"];
+            let longest = p.values().map(String::len).max().unwrap_or(0);
+            match UsageRequest::parse(&p) {
+                Ok(r) => {
+                    proptest::prop_assert!(r.start <= r.end);
+                    proptest::prop_assert!(r.end.micros() - r.start.micros() <= MAX_RANGE_DAYS * DAY);
+                    proptest::prop_assert_eq!(Some(r.msisdn.to_string()), p.get("msisdn").cloned());
+                }
+                Err(e) => crate::params::fuzz::check_refusal(&e, &names, longest)?,
+            }
+            if let Some(text) = p.get("start_time")
+                && let Some(t) = parse_compact_time(text)
+            {
+                let compact: String = t.to_seconds_string().chars().filter(char::is_ascii_digit).collect();
+                proptest::prop_assert_eq!(&compact, text);
+            }
         }
     }
 }
