@@ -191,7 +191,14 @@ impl KinesisPoller {
             if attempt > self.options.maximum_retry_attempts {
                 let reason = format!("records failed after {attempt} attempts");
                 let event = SourceEvent::Kinesis(KinesisEvent { records });
-                dead_letter_batch(&self.dead_letters, &event, &reason, progress).await?;
+                dead_letter_batch(
+                    &self.dead_letters,
+                    self.invoker.function(),
+                    &event,
+                    &reason,
+                    progress,
+                )
+                .await?;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;

@@ -3,12 +3,14 @@
 
 pub mod bench;
 pub mod cdr;
+pub mod faults;
 pub mod generator;
 pub mod kinesis;
 pub mod market;
 pub mod poller;
 pub mod progress;
 pub mod provision;
+pub mod replay;
 pub mod services;
 pub mod sftp;
 pub mod stack;

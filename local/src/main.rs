@@ -57,6 +57,24 @@ enum Command {
         #[arg(long, default_value = "cdr-files")]
         out: std::path::PathBuf,
     },
+    /// Send the dead-letter queue's letters back through the functions that rejected them, once
+    /// their cause is fixed (exactly-once makes this safe; see the README's reliability section).
+    /// Works against a running `./local/up`.
+    Replay {
+        /// The running stack's broker (stream-cdr-files publishes the rows of replayed files).
+        #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:19092")]
+        kafka_brokers: String,
+        /// The running stack's AWS endpoint.
+        #[arg(
+            long,
+            env = "AWS_ENDPOINT_URL",
+            default_value = "http://127.0.0.1:4566"
+        )]
+        aws_endpoint: String,
+        /// Replay at most this many letters.
+        #[arg(long, default_value_t = 10_000)]
+        max: u64,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -171,8 +189,33 @@ async fn main() -> Result<()> {
             );
             Ok(())
         }
+        Some(Command::Replay {
+            kafka_brokers,
+            aws_endpoint,
+            max,
+        }) => replay(kafka_brokers, aws_endpoint, max).await,
         None => up(cli.up).await,
     }
+}
+
+async fn replay(kafka_brokers: String, aws_endpoint: String, max: u64) -> Result<()> {
+    let run_dir = std::env::temp_dir().join(format!("wtc-replay-{}", std::process::id()));
+    let stack = LocalStack::start(StackOptions {
+        kafka_brokers: Some(kafka_brokers),
+        aws_endpoint: Some(aws_endpoint),
+        run_dir,
+        ..StackOptions::isolated(std::path::PathBuf::new())
+    })
+    .await?;
+    let names = Names::default();
+    let sdk = stack.sdk_config().await;
+    let provisioned = provision_ticks(&stack.kafka_brokers, &sdk, &names).await?;
+    let functions = wtc_local::replay::functions(&stack.kafka_brokers, &sdk, &names, &provisioned)?;
+    let queue = wtc_local::provision::dead_letter_queue(&sdk, &names, &provisioned);
+    println!("replaying dead letters from {}", queue.url());
+    let report = wtc_local::replay::replay(&queue, &functions, max).await?;
+    println!("{}", wtc_local::replay::summary(&report));
+    Ok(())
 }
 
 async fn up(args: UpArgs) -> Result<()> {
@@ -182,6 +225,7 @@ async fn up(args: UpArgs) -> Result<()> {
         aws_endpoint: args.aws_endpoint.clone(),
         kafka_port: args.kafka_port,
         aws_port: args.aws_port,
+        kafka_advertised_port: None,
         docker: args.docker,
         run_dir: run_dir.clone(),
     })

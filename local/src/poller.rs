@@ -1,10 +1,11 @@
 //! The event-source poller: stands in for AWS event-source mappings on the local stack.
 //!
-//! Like a Kafka event-source mapping it consumes with a consumer group (a new group starts from the
-//! earliest offset), builds events exactly as AWS does (records grouped by "topic-partition", key
+//! Like a Kafka event-source mapping it keeps its offsets in a consumer group (a new group starts
+//! from the earliest offset), builds events exactly as AWS does (records grouped by "topic-partition", key
 //! and value in base64), honours a batch size and a batching window, retries a failed batch, sends
 //! the records of a batch that exhausts its retries to the dead-letter queue, and commits offsets
-//! only after the batch is done.
+//! only after the batch is done. It reads every partition of its topic itself (assigned, not
+//! balanced by the group's coordinator): one poller per topic and group, as the runner starts them.
 //!
 //! It also guards against a broker that serves less than asked: tansu 0.6 answers a fetch from an
 //! offset inside a record batch with the batches after it, so a group resuming from a commit in
@@ -22,7 +23,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wtc_aws::DeadLetterQueue;
-use wtc_core::event::{BatchItemFailures, KafkaEvent, KafkaRecord, encode_base64};
+use wtc_core::event::{
+    BatchFailed, BatchItemFailures, FailureKind, KafkaEvent, KafkaRecord, encode_base64,
+};
 use wtc_core::{DeadLetter, SourceEvent};
 
 /// How the poller reaches the function.
@@ -35,6 +38,7 @@ pub enum Invoker {
     /// A function served over the Lambda invoke API, e.g. by `cargo lambda watch` on :9000.
     Http {
         url: String,
+        function: String,
         client: reqwest::Client,
     },
 }
@@ -47,7 +51,17 @@ impl Invoker {
                 "{}/2015-03-31/functions/{function}/invocations",
                 base.trim_end_matches('/')
             ),
+            function: function.to_owned(),
             client: reqwest::Client::new(),
+        }
+    }
+
+    /// The function invoked: the one a dead letter of its batches names, so a replay finds it.
+    pub fn function(&self) -> &str {
+        match self {
+            Invoker::InProcess(_) => process_ticks::FUNCTION,
+            Invoker::Usage(_) => aggregate_usage::FUNCTION,
+            Invoker::Http { function, .. } => function,
         }
     }
 
@@ -73,7 +87,7 @@ impl Invoker {
                     item_failures: identifiers(result.item_failures),
                 })
             }
-            Invoker::Http { url, client } => {
+            Invoker::Http { url, client, .. } => {
                 let response = client.post(url).json(event).send().await.with_context(|| {
                     format!("invoking {url} (is `cargo lambda watch` running?)")
                 })?;
@@ -180,12 +194,35 @@ impl KafkaPoller {
             .set("group.id", &options.group_id)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
             .create()
             .context("creating the Kafka consumer")?;
+        // Every partition is assigned here rather than by the group's coordinator: a poller is
+        // the topic's only consumer in its group, and tansu 0.6 can leave a group that lost a
+        // member to SIGKILL formed with an empty assignment for good. Assigned partitions start
+        // from the group's committed offsets (earliest where there are none), so a poller killed
+        // and started again at once resumes within a second.
+        let metadata = consumer
+            .fetch_metadata(Some(&options.topic), Duration::from_secs(30))
+            .with_context(|| format!("reading the partitions of {}", options.topic))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == options.topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            bail!(
+                "topic {} has no partitions (does it exist? tansu does not create topics)",
+                options.topic
+            );
+        }
+        let mut assignment = TopicPartitionList::new();
+        for partition in partitions {
+            assignment.add_partition_offset(&options.topic, partition, Offset::Stored)?;
+        }
         consumer
-            .subscribe(&[&options.topic])
-            .with_context(|| format!("subscribing to {}", options.topic))?;
+            .assign(&assignment)
+            .with_context(|| format!("assigning the partitions of {}", options.topic))?;
         Ok(Self {
             consumer,
             positions: Mutex::default(),
@@ -203,9 +240,50 @@ impl KafkaPoller {
                 continue;
             }
             self.deliver(&batch, progress).await?;
-            self.commit(&batch)?;
+            // Commits are sent without waiting: a synchronous commit waits without a bound, and
+            // one whose connection to the broker is cut can wait for good. A commit that is lost
+            // only means a batch delivered again, which every function takes exactly once.
+            if let Err(e) = self.commit(&batch) {
+                tracing::warn!("{e:#}; the next batch's commit covers it");
+            }
         }
+        self.settle_commits(Duration::from_secs(10)).await;
         Ok(())
+    }
+
+    /// Waits, at most `within`, until the group's commits cover every record delivered, so that
+    /// a poller stopped cleanly resumes where it stopped.
+    async fn settle_commits(&self, within: Duration) {
+        let due: Vec<((String, i32), i64)> = match self.positions.lock() {
+            Ok(p) => p.due.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Err(_) => return,
+        };
+        if due.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), _) in &due {
+            list.add_partition(topic, *partition);
+        }
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Ok(committed) = self
+                .consumer
+                .committed_offsets(list.clone(), Duration::from_secs(5))
+            {
+                let covered = due.iter().all(|((topic, partition), next)| {
+                    matches!(
+                        committed.find_partition(topic, *partition).map(|p| p.offset()),
+                        Some(Offset::Offset(n)) if n >= *next
+                    )
+                });
+                if covered {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tracing::warn!("the last commits were not confirmed within {within:?}");
     }
 
     /// Up to `batch_size` records, waiting at most the batching window after the first one.
@@ -262,9 +340,13 @@ impl KafkaPoller {
         Ok(batch)
     }
 
+    /// Invokes the function until the batch is done. A transient failure (throttling, timeouts,
+    /// an emulator away) is retried for as long as it lasts, as a Kafka event-source mapping
+    /// retries; any other failure is retried `maximum_retry_attempts` times, then the batch's
+    /// records go to the dead-letter queue so that the partition goes on.
     async fn deliver(&self, batch: &[KafkaRecord], progress: &Progress) -> Result<()> {
         let event = kafka_event(&self.options.brokers, batch);
-        let mut attempt = 0;
+        let (mut attempt, mut transient) = (0, 0u32);
         loop {
             let started = Instant::now();
             match self.invoker.invoke(&event).await {
@@ -277,13 +359,23 @@ impl KafkaPoller {
                     invocation.count(batch.len(), progress);
                     return Ok(());
                 }
+                Err(e) if is_transient(&e) => {
+                    transient += 1;
+                    Progress::add(&progress.retried, 1);
+                    tracing::warn!(
+                        "batch of {} failed for now (retry {transient}): {e:#}",
+                        batch.len()
+                    );
+                    tokio::time::sleep(retry_pause(transient)).await;
+                }
                 Err(e) if attempt < self.options.maximum_retry_attempts => {
                     attempt += 1;
+                    Progress::add(&progress.retried, 1);
                     tracing::warn!(
                         "batch of {} failed (attempt {attempt}), retrying: {e:#}",
                         batch.len()
                     );
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    tokio::time::sleep(retry_pause(attempt)).await;
                 }
                 Err(e) => {
                     let reason = format!("batch failed after {} attempts: {e:#}", attempt + 1);
@@ -291,7 +383,14 @@ impl KafkaPoller {
                         "{reason}; sending its {} records to the dead-letter queue",
                         batch.len()
                     );
-                    dead_letter_batch(&self.dead_letters, &event, &reason, progress).await?;
+                    dead_letter_batch(
+                        &self.dead_letters,
+                        self.invoker.function(),
+                        &event,
+                        &reason,
+                        progress,
+                    )
+                    .await?;
                     return Ok(());
                 }
             }
@@ -323,9 +422,28 @@ impl KafkaPoller {
             list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
         }
         self.consumer
-            .commit(&list, CommitMode::Sync)
+            .commit(&list, CommitMode::Async)
             .context("committing offsets")
     }
+}
+
+/// Whether an invocation failed for a reason that passes: the function's error says so (its
+/// `errorType`), or the function could not be reached.
+pub fn is_transient(error: &anyhow::Error) -> bool {
+    if let Some(failed) = error.downcast_ref::<BatchFailed>() {
+        return failed.error.kind == FailureKind::Transient;
+    }
+    let text = format!("{error:#}");
+    text.contains(FailureKind::Transient.error_type()) || text.contains("(is `cargo lambda watch`")
+}
+
+/// The pause before retry `n` (1-based): 200 ms doubling, at most 5 s.
+fn retry_pause(n: u32) -> Duration {
+    Duration::from_millis(
+        200u64
+            .saturating_mul(1 << n.saturating_sub(1).min(5))
+            .min(5_000),
+    )
 }
 
 /// What to do with a consumed record.
@@ -419,6 +537,7 @@ fn to_record(m: &BorrowedMessage<'_>) -> KafkaRecord {
 /// event-source mapping's on-failure destination receives them, and counts them as processed.
 pub async fn dead_letter_batch(
     dead_letters: &DeadLetterQueue,
+    function: &str,
     event: &SourceEvent,
     reason: &str,
     progress: &Progress,
@@ -426,7 +545,10 @@ pub async fn dead_letter_batch(
     let letters: Vec<DeadLetter> = event
         .records()
         .iter()
-        .map(|r| DeadLetter::new("event-source-poller", r, None, reason.to_owned()))
+        .map(|r| {
+            let mut buf = Vec::new();
+            DeadLetter::new(function, r, r.payload(&mut buf).ok(), reason.to_owned())
+        })
         .collect();
     dead_letters.send(&letters).await?;
     Progress::add(&progress.processed, letters.len() as u64);

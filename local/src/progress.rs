@@ -14,6 +14,8 @@ pub struct Progress {
     pub rejected: AtomicU64,
     /// Records sent to the dead-letter queue because their batch failed every retry.
     pub failed: AtomicU64,
+    /// Batches invoked again after a failure.
+    pub retried: AtomicU64,
     pub batches: AtomicU64,
     /// Fetched 1-minute bars written as candles.
     pub bars: AtomicU64,
@@ -46,6 +48,7 @@ pub struct Snapshot {
     pub duplicates: u64,
     pub rejected: u64,
     pub failed: u64,
+    pub retried: u64,
     pub batches: u64,
     pub bars: u64,
     pub candles_closed: u64,
@@ -67,6 +70,7 @@ impl Progress {
             duplicates: self.duplicates.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
             bars: self.bars.load(Ordering::Relaxed),
             candles_closed: self.candles_closed.load(Ordering::Relaxed),

@@ -89,15 +89,20 @@ pub fn ensure_port_free(port: u16, what: &str, hint: &str) -> Result<()> {
     Ok(())
 }
 
-/// Starts tansu with in-memory storage on 127.0.0.1:`port`.
-pub async fn start_tansu(bin: &Path, port: u16, run_dir: &Path) -> Result<Service> {
-    let url = format!("tcp://127.0.0.1:{port}");
+/// Starts tansu with in-memory storage on 127.0.0.1:`port`, telling clients to use
+/// 127.0.0.1:`advertised` (its own port, or a proxy's).
+pub async fn start_tansu(
+    bin: &Path,
+    port: u16,
+    advertised: u16,
+    run_dir: &Path,
+) -> Result<Service> {
     let args = vec![
         "broker".to_owned(),
         "--listener-url".to_owned(),
-        url.clone(),
+        format!("tcp://127.0.0.1:{port}"),
         "--advertised-listener-url".to_owned(),
-        url,
+        format!("tcp://127.0.0.1:{advertised}"),
         "--storage-engine".to_owned(),
         "memory://tansu/".to_owned(),
     ];

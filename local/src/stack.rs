@@ -16,6 +16,8 @@ pub struct StackOptions {
     /// Ports for what we start; 0 picks a free one.
     pub kafka_port: u16,
     pub aws_port: u16,
+    /// The port tansu tells clients to use, when it is not its own: a proxy in front of it.
+    pub kafka_advertised_port: Option<u16>,
     /// Start Redpanda, its console and moto's server image from `local/docker-compose.yml`.
     pub docker: bool,
     /// Logs of started processes go here.
@@ -30,6 +32,7 @@ impl StackOptions {
             aws_endpoint: None,
             kafka_port: 0,
             aws_port: 0,
+            kafka_advertised_port: None,
             docker: false,
             run_dir,
         }
@@ -74,7 +77,8 @@ impl LocalStack {
                     "the Kafka broker",
                     "stop what uses it, or set KAFKA_BROKERS to use that broker",
                 )?;
-                let service = start_tansu(&bin, port, &options.run_dir).await?;
+                let advertised = options.kafka_advertised_port.unwrap_or(port);
+                let service = start_tansu(&bin, port, advertised, &options.run_dir).await?;
                 stack.services.push(service);
                 format!("127.0.0.1:{port}")
             }

@@ -89,3 +89,121 @@ pub fn expected(records: &[String]) -> Totals {
     }
     out
 }
+
+/// An S3 notification of objects created in `bucket`, keys encoded as S3 encodes them.
+pub fn s3_event(bucket: &str, keys: &[&str]) -> stream_cdr_files::S3Event {
+    let records: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            serde_json::json!({"eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": bucket}, "object": {"key": k.replace(' ', "+")}}})
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records }))
+        .expect("a well-formed S3 notification")
+}
+
+/// (msisdn, hour, category, type) -> total, summed from the files' text (header lines skipped).
+pub type FileTotals = BTreeMap<(String, String, &'static str, String), u128>;
+
+pub fn file_totals(files: &[&str]) -> FileTotals {
+    let mut out = BTreeMap::new();
+    for text in files {
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            let number = |i: usize| -> u128 { f[i].parse().expect("a test row's number") };
+            let (category, usage_type, total, at) = if f.len() == 8 {
+                ("data", f[4], number(2) + number(3), f[7])
+            } else {
+                ("call", f[2], number(4), f[5])
+            };
+            let hour = format!("{}:00:00", &at[..13]);
+            *out.entry((f[0].to_owned(), hour, category, usage_type.to_owned()))
+                .or_default() += total;
+        }
+    }
+    out
+}
+
+/// A path-style S3 client on the harness's emulator, with `bucket` created.
+pub async fn drop_bucket(h: &crate::Harness, bucket: &str) -> aws_sdk_s3::Client {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&h.sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("creating the drop bucket");
+    s3
+}
+
+/// Up to `n` records of the CDR topics, read from the start by a group of the test's own, as
+/// (partition, offset, value); each record's key is checked to be its row's MSISDN.
+pub async fn consume_cdr(brokers: &str, group: &str, n: usize) -> Vec<(i32, i64, Vec<u8>)> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use std::time::{Duration, Instant};
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("a consumer");
+    consumer
+        .subscribe(&["cdr-data", "cdr-voice"])
+        .expect("subscribing to the CDR topics");
+    let mut values = Vec::new();
+    let started = Instant::now();
+    while values.len() < n && started.elapsed() < Duration::from_secs(90) {
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await {
+            let value = m.payload().unwrap_or_default().to_vec();
+            let msisdn = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            assert!(
+                String::from_utf8_lossy(&value).contains(&format!(",{msisdn},")),
+                "a record keyed {msisdn} that is not its row's"
+            );
+            values.push((m.partition(), m.offset(), value));
+        }
+    }
+    values
+}
+
+/// Every stored total of these MSISDNs on 2024-01-01, keyed as `file_totals` keys them.
+pub async fn stored_totals<'a>(
+    store: &wtc_aws::UsageStore,
+    msisdns: impl IntoIterator<Item = &'a str>,
+) -> FileTotals {
+    use wtc_core::cdr::Msisdn;
+    use wtc_core::time::Timestamp;
+    let mut got = BTreeMap::new();
+    let distinct: std::collections::BTreeSet<&str> = msisdns.into_iter().collect();
+    for m in distinct {
+        let items = store
+            .query(
+                &Msisdn::parse(m.as_bytes()).expect("a test MSISDN"),
+                Timestamp::parse("2024-01-01 00:00:00").expect("a time"),
+                Timestamp::parse("2024-01-01 23:00:00").expect("a time"),
+            )
+            .await
+            .expect("querying usage");
+        for item in items {
+            let total = item
+                .totals
+                .total(item.usage_type)
+                .expect("a total within u128");
+            got.insert(
+                (
+                    item.msisdn,
+                    item.hour.to_seconds_string(),
+                    item.usage_type.category(),
+                    item.usage_type.name().to_owned(),
+                ),
+                total,
+            );
+        }
+    }
+    got
+}

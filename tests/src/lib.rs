@@ -49,8 +49,15 @@ pub struct Harness {
 impl Harness {
     /// Starts a broker and an AWS emulator of the test's own, and provisions the tick pipeline.
     pub async fn start(test: &str) -> Result<Self> {
+        Self::start_with(test, |_| {}).await
+    }
+
+    /// The same, with the stack's options changed first (ports, a proxy in front of tansu).
+    pub async fn start_with(test: &str, change: impl FnOnce(&mut StackOptions)) -> Result<Self> {
         let run_dir = std::env::temp_dir().join(format!("wtc-test-{}-{test}", std::process::id()));
-        let stack = LocalStack::start(StackOptions::isolated(run_dir))
+        let mut options = StackOptions::isolated(run_dir);
+        change(&mut options);
+        let stack = LocalStack::start(options)
             .await
             .context("starting the local stack (tansu and moto; `./local/test` installs them)")?;
         let names = Names::default();

@@ -2,50 +2,14 @@
 //! consumed and aggregated; totals compared with totals summed straight from the files.
 
 use aggregate_usage::AggregateUsage;
-use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-use stream_cdr_files::{S3Event, StreamCdrFiles};
+use stream_cdr_files::StreamCdrFiles;
 use wtc_aws::UsageStore;
 use wtc_aws::publish::Publisher;
-use wtc_core::cdr::Msisdn;
 use wtc_core::cdr_generator::CdrGenerator;
-use wtc_core::time::Timestamp;
 use wtc_local::generator::tick_producer;
 use wtc_local::provision::create_topic;
+use wtc_tests::cdr::{consume_cdr, drop_bucket, file_totals, s3_event, stored_totals};
 use wtc_tests::{Harness, kafka_event};
-
-fn event(bucket: &str, keys: &[&str]) -> S3Event {
-    let records: Vec<_> = keys
-        .iter()
-        .map(|k| {
-            serde_json::json!({"eventName": "ObjectCreated:Put",
-                "s3": {"bucket": {"name": bucket}, "object": {"key": k.replace(' ', "+")}}})
-        })
-        .collect();
-    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
-}
-
-/// (msisdn, hour, category, type) -> total, summed from the files' text.
-fn totals_of(files: &[&str]) -> BTreeMap<(String, String, &'static str, String), u128> {
-    let mut out = BTreeMap::new();
-    for text in files {
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split(',').collect();
-            let (category, usage_type, total, at) = if f.len() == 8 {
-                let bytes = f[2].parse::<u128>().unwrap() + f[3].parse::<u128>().unwrap();
-                ("data", f[4], bytes, f[7])
-            } else {
-                ("call", f[2], f[4].parse().unwrap(), f[5])
-            };
-            let hour = format!("{}:00:00", &at[..13]);
-            *out.entry((f[0].to_owned(), hour, category, usage_type.to_owned()))
-                .or_default() += total;
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploaded_files_become_exact_usage_and_bad_rows_dead_letters() {
@@ -55,12 +19,7 @@ async fn uploaded_files_become_exact_usage_and_bad_rows_dead_letters() {
             .await
             .unwrap();
     }
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&h.sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket().bucket("cdr-drop").send().await.unwrap();
+    let s3 = drop_bucket(&h, "cdr-drop").await;
     let [(data_name, data), (voice_name, voice)] = CdrGenerator::new(27_418_001, 300).next_pair();
     // Two bad rows in the voice file, at lines 3 and 6.
     let mut lines: Vec<&str> = voice.lines().collect();
@@ -103,7 +62,7 @@ async fn uploaded_files_become_exact_usage_and_bad_rows_dead_letters() {
     ];
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     let reports = function
-        .handle(&event("cdr-drop", &key_refs))
+        .handle(&s3_event("cdr-drop", &key_refs))
         .await
         .unwrap();
     let summary: Vec<_> = reports
@@ -121,29 +80,13 @@ async fn uploaded_files_become_exact_usage_and_bad_rows_dead_letters() {
     );
     // The same file processed again: the same rows, published again.
     let again = function
-        .handle(&event("cdr-drop", &key_refs[..1]))
+        .handle(&s3_event("cdr-drop", &key_refs[..1]))
         .await
         .unwrap();
     assert_eq!(again[0].published, 1000);
 
     // Every record, from both topics, keyed by MSISDN.
-    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &h.stack.kafka_brokers)
-        .set("group.id", "cdr-files-test")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["cdr-data", "cdr-voice"]).unwrap();
-    let mut values = Vec::new();
-    let started = Instant::now();
-    while values.len() < 3_000 && started.elapsed() < Duration::from_secs(90) {
-        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await {
-            let value = m.payload().unwrap().to_vec();
-            let msisdn = std::str::from_utf8(m.key().unwrap()).unwrap().to_owned();
-            assert!(String::from_utf8_lossy(&value).contains(&format!(",{msisdn},")));
-            values.push((m.partition(), m.offset(), value));
-        }
-    }
+    let values = consume_cdr(&h.stack.kafka_brokers, "cdr-files-test", 3_000).await;
     assert_eq!(values.len(), 3_000);
 
     let aggregate = AggregateUsage::new(
@@ -160,33 +103,8 @@ async fn uploaded_files_become_exact_usage_and_bad_rows_dead_letters() {
     assert_eq!((applied, duplicates), (2_000, 1_000));
 
     let voice_good: String = voice.clone();
-    let want = totals_of(&[&data, &voice_good]);
-    let mut got = BTreeMap::new();
-    let mut msisdns: Vec<&String> = want.keys().map(|k| &k.0).collect();
-    msisdns.dedup();
-    for m in msisdns {
-        for item in aggregate
-            .store
-            .query(
-                &Msisdn::parse(m.as_bytes()).unwrap(),
-                Timestamp::parse("2024-01-01 00:00:00").unwrap(),
-                Timestamp::parse("2024-01-01 23:00:00").unwrap(),
-            )
-            .await
-            .unwrap()
-        {
-            let total = item.totals.up + item.totals.down + item.totals.seconds;
-            got.insert(
-                (
-                    item.msisdn,
-                    item.hour.to_seconds_string(),
-                    item.usage_type.category(),
-                    item.usage_type.name().to_owned(),
-                ),
-                total,
-            );
-        }
-    }
+    let want = file_totals(&[&data, &voice_good]);
+    let got = stored_totals(&aggregate.store, want.keys().map(|k| k.0.as_str())).await;
     assert_eq!(got, want);
 
     let letters = h.dead_letters().await.unwrap();

@@ -394,6 +394,7 @@ async fn kafka_batches_that_fail_every_retry_go_to_the_dead_letter_queue_and_are
     assert_eq!(letters.len(), 40);
     assert!(
         letters.iter().all(|l| l.source.starts_with("tick-data/")
+            && l.function == process_ticks::FUNCTION
             && l.reason.starts_with("batch failed after 3 attempts")),
         "{:?}",
         letters[0]

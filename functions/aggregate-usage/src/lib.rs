@@ -106,11 +106,8 @@ impl AggregateUsage {
         let outcome = self.store.apply(&fold).await;
         // An item the table can never take (over DynamoDB's item size, say) dead-letters its
         // rows; any other failure has its rows delivered again.
-        let failed_items: std::collections::HashMap<u32, &AwsError> = outcome
-            .failed
-            .iter()
-            .map(|(i, e)| (*i as u32, e))
-            .collect();
+        let failed_items: std::collections::HashMap<u32, &AwsError> =
+            outcome.failed.iter().map(|(i, e)| (*i as u32, e)).collect();
         let mut retry = Vec::new();
         let mut error: Option<BatchError> = None;
         for ((item, _, _), &i) in fold.rows.iter().zip(&origin) {

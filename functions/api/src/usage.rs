@@ -281,7 +281,10 @@ async fn answer(state: &ApiState, params: &Params) -> Result<UsageResponse, ApiE
                 hours: Vec::new(),
             });
         bucket.totals.merge(&item.totals).map_err(|_| overflow())?;
-        bucket.micro_zar = bucket.micro_zar.checked_add(micro_zar).ok_or_else(overflow)?;
+        bucket.micro_zar = bucket
+            .micro_zar
+            .checked_add(micro_zar)
+            .ok_or_else(overflow)?;
         bucket.hours.push((item.hour, micro_zar));
     }
     // WAK per ZAR for every hour with usage, read once for all buckets.

@@ -344,10 +344,7 @@ impl CandleStore {
             .await
             .map_err(|e| e.doing(format!("querying candles of {series}"), &self.candles_table))?;
             for item in page.items() {
-                out.push(
-                    stored_candle(item)
-                        .ok_or_else(|| malformed(&self.candles_table, item))?,
-                );
+                out.push(stored_candle(item).ok_or_else(|| malformed(&self.candles_table, item))?);
             }
             match page.last_evaluated_key() {
                 Some(key) if !key.is_empty() => page_start = Some(key.clone()),
@@ -381,10 +378,7 @@ impl CandleStore {
         .map_err(|e| e.doing(format!("querying candles of {series}"), &self.candles_table))?;
         let mut candles = Vec::with_capacity(page.items().len());
         for item in page.items() {
-            candles.push(
-                stored_candle(item)
-                    .ok_or_else(|| malformed(&self.candles_table, item))?,
-            );
+            candles.push(stored_candle(item).ok_or_else(|| malformed(&self.candles_table, item))?);
         }
         let more = page.last_evaluated_key().is_some_and(|k| !k.is_empty());
         let next_after = more
@@ -862,7 +856,10 @@ fn malformed(table: &Resource, item: &Item) -> AwsError {
         kind: wtc_core::event::FailureKind::Deployment,
         what: format!("reading {}", table.name),
         code: None,
-        detail: format!("a malformed item ({}) that this version cannot read", keys.join(", ")),
+        detail: format!(
+            "a malformed item ({}) that this version cannot read",
+            keys.join(", ")
+        ),
     }
 }
 

@@ -10,8 +10,10 @@
 //! then be sent twice).
 
 use crate::error::{AwsError, Resource};
-use crate::retry::RetryPolicy;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use crate::retry::{RetryPolicy, send_with_retry};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+};
 use wtc_core::DeadLetter;
 use wtc_core::event::FailureKind;
 
@@ -89,12 +91,13 @@ impl DeadLetterQueue {
             let body = match letter.to_message_body(MAX_BODY_BYTES) {
                 Ok(body) => body,
                 Err(too_large) => {
-                    let claim = self.store_whole(letter, &too_large).await.map_err(|error| {
-                        DeadLetterError {
+                    let claim = self
+                        .store_whole(letter, &too_large)
+                        .await
+                        .map_err(|error| DeadLetterError {
                             count: letters.len(),
                             error,
-                        }
-                    })?;
+                        })?;
                     letter
                         .claim_ticket(claim)
                         .to_message_body(MAX_BODY_BYTES)
@@ -156,7 +159,9 @@ impl DeadLetterQueue {
                     .bucket(&check.bucket.name)
                     .key(&key)
                     .content_type("application/json")
-                    .body(aws_sdk_s3::primitives::ByteStream::from(json.clone().into_bytes()))
+                    .body(aws_sdk_s3::primitives::ByteStream::from(
+                        json.clone().into_bytes(),
+                    ))
                     .send()
                     .await
             };
@@ -228,5 +233,132 @@ impl DeadLetterQueue {
                 });
             }
         }
+    }
+}
+
+/// A letter read back from the queue, to replay.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub body: String,
+    /// The handle that deletes it or makes it visible again.
+    pub receipt: String,
+    /// When it was sent, in milliseconds since the epoch (SQS's `SentTimestamp`).
+    pub sent_ms: Option<i64>,
+}
+
+impl DeadLetterQueue {
+    /// Up to `max` letters (at most 10), hidden from other readers for `hide_secs`.
+    pub async fn receive(&self, max: i32, hide_secs: i32) -> Result<Vec<Received>, AwsError> {
+        let out = send_with_retry(&self.retry, || {
+            self.client
+                .receive_message()
+                .queue_url(&self.queue.name)
+                .max_number_of_messages(max.clamp(1, 10))
+                .visibility_timeout(hide_secs)
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                .send()
+        })
+        .await
+        .map_err(|e| e.doing("reading dead letters", &self.queue))?;
+        Ok(out
+            .messages()
+            .iter()
+            .filter_map(|m| {
+                Some(Received {
+                    body: m.body()?.to_owned(),
+                    receipt: m.receipt_handle()?.to_owned(),
+                    sent_ms: m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                        .and_then(|t| t.parse().ok()),
+                })
+            })
+            .collect())
+    }
+
+    /// Deletes letters that were replayed, ten to a request.
+    pub async fn delete(&self, receipts: &[String]) -> Result<(), AwsError> {
+        for chunk in receipts.chunks(MAX_BATCH_MESSAGES) {
+            let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, receipt)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let out = send_with_retry(&self.retry, || {
+                self.client
+                    .delete_message_batch()
+                    .queue_url(&self.queue.name)
+                    .set_entries(Some(entries.clone()))
+                    .send()
+            })
+            .await
+            .map_err(|e| e.doing("deleting replayed dead letters", &self.queue))?;
+            if let Some(f) = out.failed().first() {
+                return Err(AwsError::rejected(format!(
+                    "{} replayed letters could not be deleted ({}: {})",
+                    out.failed().len(),
+                    f.code(),
+                    f.message().unwrap_or_default()
+                ))
+                .doing("deleting replayed dead letters", &self.queue));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a letter that was not replayed visible again at once.
+    pub async fn release(&self, receipt: &str) -> Result<(), AwsError> {
+        send_with_retry(&self.retry, || {
+            self.client
+                .change_message_visibility()
+                .queue_url(&self.queue.name)
+                .receipt_handle(receipt)
+                .visibility_timeout(0)
+                .send()
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| e.doing("returning a dead letter to the queue", &self.queue))
+    }
+
+    /// The whole letter: a claim ticket is exchanged for the letter stored at its `claim`.
+    pub async fn redeem(&self, letter: DeadLetter) -> Result<DeadLetter, AwsError> {
+        let Some(claim) = letter.claim.clone() else {
+            return Ok(letter);
+        };
+        let Some((bucket, key)) = claim
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.split_once('/'))
+        else {
+            return Err(AwsError::rejected(format!(
+                "a claim ticket points to {claim}, which is not an s3:// address"
+            )));
+        };
+        let bucket = Resource::new(bucket, "DEAD_LETTER_BUCKET");
+        let Some(check) = &self.claim_check else {
+            return Err(AwsError {
+                kind: FailureKind::Deployment,
+                what: format!("reading the dead letter at {claim}"),
+                code: None,
+                detail: "no claim-check bucket is set: set DEAD_LETTER_BUCKET".into(),
+            });
+        };
+        let out = send_with_retry(&self.retry, || {
+            check.s3.get_object().bucket(&bucket.name).key(key).send()
+        })
+        .await
+        .map_err(|e| e.doing(format!("reading {claim}"), &bucket))?;
+        let bytes = out.body.collect().await.map_err(|e| {
+            AwsError::throttled(format!("reading {claim}: {e}")).doing("reading a claim", &bucket)
+        })?;
+        serde_json::from_slice(&bytes.into_bytes()).map_err(|e| {
+            AwsError::rejected(format!("the letter at {claim} is not a dead letter: {e}"))
+        })
     }
 }

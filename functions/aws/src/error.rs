@@ -27,10 +27,7 @@ impl Resource {
     }
 
     /// Read from a required environment variable.
-    pub fn from_env(
-        setting: &'static str,
-        hint: &'static str,
-    ) -> Result<Self, crate::ConfigError> {
+    pub fn from_env(setting: &'static str, hint: &'static str) -> Result<Self, crate::ConfigError> {
         crate::required_env(setting, hint).map(|name| Self { name, setting })
     }
 }
@@ -231,7 +228,11 @@ mod tests {
 
     #[test]
     fn codes_are_classified_by_what_a_retry_can_do() {
-        for code in ["ThrottlingException", "ProvisionedThroughputExceededException", "SlowDown"] {
+        for code in [
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "SlowDown",
+        ] {
             assert_eq!(kind_of_code(code), Some(FailureKind::Transient), "{code}");
         }
         for code in [
@@ -258,8 +259,14 @@ mod tests {
             &Resource::new("wtc-ticks-prod", "TICKS_TABLE"),
         );
         let text = e.to_string();
-        assert!(text.starts_with("writing raw ticks: ResourceNotFoundException"), "{text}");
-        assert!(text.contains("TICKS_TABLE (now `wtc-ticks-prod`)"), "{text}");
+        assert!(
+            text.starts_with("writing raw ticks: ResourceNotFoundException"),
+            "{text}"
+        );
+        assert!(
+            text.contains("TICKS_TABLE (now `wtc-ticks-prod`)"),
+            "{text}"
+        );
         assert!(!text.contains('\n'));
         let rejected = AwsError::rejected("too large").doing("x", &Resource::from("t"));
         assert_eq!(rejected.to_string(), "x: too large");

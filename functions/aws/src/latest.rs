@@ -127,7 +127,11 @@ impl CandleStore {
     }
 
     /// Up to `limit` symbols' latest prices, in symbol order, after `after`: one query.
-    pub async fn latest_page(&self, limit: u32, after: Option<&str>) -> Result<LatestPage, AwsError> {
+    pub async fn latest_page(
+        &self,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<LatestPage, AwsError> {
         let start_key = after.map(|symbol| {
             HashMap::from([
                 (
@@ -152,15 +156,13 @@ impl CandleStore {
         .map_err(|e| e.doing("querying the latest prices", &self.candles_table))?;
         let mut prices = Vec::with_capacity(page.items().len());
         for item in page.items() {
-            prices.push(
-                latest_price(item).ok_or_else(|| {
-                    malformed_latest(
-                        item.get("start")
-                            .and_then(|v| v.as_s().ok())
-                            .map_or("?", String::as_str),
-                    )
-                })?,
-            );
+            prices.push(latest_price(item).ok_or_else(|| {
+                malformed_latest(
+                    item.get("start")
+                        .and_then(|v| v.as_s().ok())
+                        .map_or("?", String::as_str),
+                )
+            })?);
         }
         let next_after = page
             .last_evaluated_key()

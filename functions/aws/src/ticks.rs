@@ -48,9 +48,9 @@ use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use wtc_core::event::FailureKind;
 use wtc_core::Tick;
 use wtc_core::candles::Candle;
+use wtc_core::event::FailureKind;
 use wtc_core::rates::{MidSum, by_minute, hour_bucket, minute_bucket, pair_hour_key};
 use wtc_core::time::Timestamp;
 
@@ -224,7 +224,9 @@ impl TickStore {
                     .expression_attribute_names("#s", "mid_sum_nanos")
                     .expression_attribute_names("#t", "ticks")
                     .build()
-                    .map_err(|e| AwsError::rejected(e.to_string()).doing(what, &self.rates_table))?;
+                    .map_err(|e| {
+                        AwsError::rejected(e.to_string()).doing(what, &self.rates_table)
+                    })?;
                 let result = {
                     let _permit = self.retry.permit().await;
                     self.client
@@ -359,7 +361,12 @@ impl TickStore {
             };
             if error.kind == FailureKind::Rejected && pending.len() > 1 {
                 let singles = pending.iter().map(|(i, request)| self.put_one(*i, request));
-                failed.extend(futures::future::join_all(singles).await.into_iter().flatten());
+                failed.extend(
+                    futures::future::join_all(singles)
+                        .await
+                        .into_iter()
+                        .flatten(),
+                );
                 return failed;
             }
             if let Err(e) = backoff.after(error).await {
@@ -507,7 +514,10 @@ impl TickStore {
                 &self.rates_table,
             )
         })?;
-        Ok(ledger_sum(&out.attributes().cloned().unwrap_or_default(), minute))
+        Ok(ledger_sum(
+            &out.attributes().cloned().unwrap_or_default(),
+            minute,
+        ))
     }
 
     /// The sum of an hour's minute sums (each minute's ledger entries count toward the version).
@@ -606,9 +616,10 @@ impl TickStore {
             }
             // The stored sum already stands on these entries (or more): nothing to add.
             Err(SendError::Condition) => Ok(0),
-            Err(SendError::Failed(e)) => {
-                Err(e.doing(format!("writing sum {partition} {bucket}"), &self.rates_table))
-            }
+            Err(SendError::Failed(e)) => Err(e.doing(
+                format!("writing sum {partition} {bucket}"),
+                &self.rates_table,
+            )),
         }
     }
 }

@@ -305,17 +305,15 @@ impl UsageStore {
             .await
             .map_err(|e| e.doing(format!("querying usage of {msisdn}"), &self.table))?;
             for item in page.items() {
-                out.push(
-                    stored_usage(item).ok_or_else(|| AwsError {
-                        kind: wtc_core::event::FailureKind::Deployment,
-                        what: format!("querying usage of {msisdn}"),
-                        code: None,
-                        detail: format!(
-                            "a malformed item in {} that this version cannot read",
-                            self.table.name
-                        ),
-                    })?,
-                );
+                out.push(stored_usage(item).ok_or_else(|| AwsError {
+                    kind: wtc_core::event::FailureKind::Deployment,
+                    what: format!("querying usage of {msisdn}"),
+                    code: None,
+                    detail: format!(
+                        "a malformed item in {} that this version cannot read",
+                        self.table.name
+                    ),
+                })?);
             }
             match page.last_evaluated_key() {
                 Some(key) if !key.is_empty() => page_start = Some(key.clone()),

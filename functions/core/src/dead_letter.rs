@@ -245,11 +245,17 @@ mod tests {
 
     #[test]
     fn reasons_are_cut_on_a_character_boundary_and_say_how_long_they_were() {
-        let reason = format!("field `pair_name` must be short, found {:?}", "é".repeat(2_000));
+        let reason = format!(
+            "field `pair_name` must be short, found {:?}",
+            "é".repeat(2_000)
+        );
         let l = DeadLetter::of_file("f", "s".into(), None, reason.clone());
         assert!(l.reason.len() <= MAX_REASON_BYTES, "{}", l.reason.len());
         assert!(l.reason.starts_with("field `pair_name` must be short"));
-        assert!(l.reason.ends_with(&format!("(cut; {} bytes in all)", reason.len())));
+        assert!(
+            l.reason
+                .ends_with(&format!("(cut; {} bytes in all)", reason.len()))
+        );
         assert_eq!(cut("short", 10), "short");
     }
 }

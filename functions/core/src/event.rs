@@ -136,7 +136,11 @@ impl FailureKind {
             FailureKind::Transient => 1,
             FailureKind::Deployment => 2,
         };
-        if rank(other) > rank(self) { other } else { self }
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
     }
 }
 
@@ -173,10 +177,7 @@ impl fmt::Display for BatchError {
 /// At most `MAX_MESSAGE` bytes on one line: what logs and Lambda's `errorMessage` can carry.
 pub fn one_line(text: &str) -> String {
     const MAX_MESSAGE: usize = 600;
-    let flat: String = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     crate::dead_letter::cut(&flat, MAX_MESSAGE)
 }
 

@@ -13,7 +13,9 @@
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use wtc_aws::candles::BAR_WEIGHT;
-use wtc_aws::{AwsError, CandleOutcome, CandleStore, DeadLetterQueue, FailureKind, Resource, TickStore};
+use wtc_aws::{
+    AwsError, CandleOutcome, CandleStore, DeadLetterQueue, FailureKind, Resource, TickStore,
+};
 use wtc_core::candles::Interval;
 use wtc_core::event::{BatchError, BatchItemFailures, BatchOutcome};
 use wtc_core::indicators::Price;

@@ -18,9 +18,9 @@
 //! Records go out in batches of `BATCH_ROWS` as the file streams in.
 
 use serde::{Deserialize, Serialize};
+use wtc_aws::FailureKind;
 use wtc_aws::publish::Publisher;
 use wtc_aws::{DeadLetterQueue, OutRecord};
-use wtc_aws::FailureKind;
 use wtc_core::DeadLetter;
 use wtc_core::cdr::{CdrFile, CdrKind, RowId, encode_record, split_csv, validate_row};
 
@@ -162,7 +162,10 @@ pub struct SqsItemFailure {
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
     #[error("reading {file}: {error}")]
-    Read { file: String, error: wtc_aws::AwsError },
+    Read {
+        file: String,
+        error: wtc_aws::AwsError,
+    },
     #[error(transparent)]
     Publish(#[from] wtc_aws::PublishError),
     #[error("sending dead letters: {0}")]
@@ -191,7 +194,11 @@ pub struct StreamCdrFiles {
 }
 
 impl StreamCdrFiles {
-    pub fn new(s3: aws_sdk_s3::Client, publisher: Publisher, dead_letters: DeadLetterQueue) -> Self {
+    pub fn new(
+        s3: aws_sdk_s3::Client,
+        publisher: Publisher,
+        dead_letters: DeadLetterQueue,
+    ) -> Self {
         Self {
             s3,
             publisher,
@@ -214,12 +221,14 @@ impl StreamCdrFiles {
             DeadLetterQueue::from_env(&sdk)?,
         );
         if let Ok(n) = std::env::var("FILE_MAX_ATTEMPTS") {
-            function.max_attempts = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                wtc_aws::ConfigError::Invalid {
-                    name: "FILE_MAX_ATTEMPTS",
-                    reason: format!("must be a positive number, found {n:?}"),
-                }
-            })?;
+            function.max_attempts =
+                n.parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| wtc_aws::ConfigError::Invalid {
+                        name: "FILE_MAX_ATTEMPTS",
+                        reason: format!("must be a positive number, found {n:?}"),
+                    })?;
         }
         Ok(function)
     }
@@ -327,7 +336,10 @@ impl StreamCdrFiles {
             file: source.clone(),
             error: e.doing(what, &wtc_aws::Resource::new(bucket, "")),
         };
-        let (identity, mut body) = self.open(bucket, key).await.map_err(|e| read_error("reading", e))?;
+        let (identity, mut body) = self
+            .open(bucket, key)
+            .await
+            .map_err(|e| read_error("reading", e))?;
         let publisher = self.publisher_for(kind);
         let mut state = FileState {
             kind,

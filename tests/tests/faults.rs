@@ -1,0 +1,167 @@
+//! Fault injection on the real local stack: a proxy in front of moto adds latency, answers with
+//! throttling errors and 500s, cuts connections after passing requests on, and takes the emulator
+//! away for seconds; a proxy in front of tansu cuts connections and takes the broker away. The
+//! poller and process-ticks keep going, and the tables end equal to one clean pass over the
+//! distinct valid ticks, with every poison record in the dead-letter queue.
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wtc_core::simulate::ForexSimulator;
+use wtc_local::faults::{FaultProxy, HttpFaults};
+use wtc_local::poller::{Invoker, KafkaPoller, PollerOptions};
+use wtc_local::progress::Progress;
+use wtc_local::provision::{Provisioned, process_ticks};
+use wtc_local::services::free_port;
+use wtc_local::stack::local_sdk_config;
+use wtc_tests::{Harness, expected};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_survives_throttling_errors_resets_and_outages_and_ends_exact() {
+    let (broker_port, proxy_port) = (free_port().unwrap(), free_port().unwrap());
+    let broker = FaultProxy::tcp(
+        &format!("127.0.0.1:{broker_port}"),
+        proxy_port,
+        Duration::from_secs(8),
+    )
+    .await
+    .unwrap();
+    let h = Harness::start_with("faults", |o| {
+        o.kafka_port = broker_port;
+        o.kafka_advertised_port = Some(proxy_port);
+    })
+    .await
+    .unwrap();
+    let emulator = FaultProxy::http(
+        &h.stack.aws_endpoint,
+        HttpFaults {
+            latency: Duration::from_millis(2),
+            throttle_every: 11,
+            error_every: 17,
+            reset_every: 23,
+        },
+    )
+    .await
+    .unwrap();
+
+    // The function and its dead-letter queue reach AWS only through the proxy.
+    let faulty_sdk = local_sdk_config(&emulator.address).await;
+    let provisioned = Provisioned {
+        dead_letter_queue_url: h.queue_url.clone(),
+    };
+    let function = Arc::new(process_ticks(&faulty_sdk, &h.names, &provisioned));
+
+    let valid: Vec<_> = ForexSimulator::new(41).take(3_000).collect();
+    let poison: Vec<Vec<u8>> = vec![
+        b"{\"timestamp\": \"2024-01-01 00:00:01.000\", \"pair_name\": \"\xff\", \"bid_price\": 1, \"ask_price\": 2, \"spread\": 1}".to_vec(),
+        br#"{"timestamp": "2024-01-01 00:00:02.000", "pair_name": "EURUSD", "bid_price": -1e999, "ask_price": 1, "spread": 0}"#.to_vec(),
+        b"not json at all".to_vec(),
+    ];
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("enable.idempotence", "false")
+        .create()
+        .unwrap();
+    let mut sent = 0u64;
+    for (i, t) in valid.iter().enumerate() {
+        let json = t.to_json();
+        let partition = (i % 12) as i32;
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&h.names.tick_topic)
+                    .partition(partition)
+                    .payload(json.as_bytes()),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        sent += 1;
+        if i % 1_000 == 500 {
+            producer
+                .send(
+                    FutureRecord::<(), _>::to(&h.names.tick_topic)
+                        .partition(partition)
+                        .payload(poison[i / 1_000].as_slice()),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 3_003);
+
+    let poller = KafkaPoller::new(
+        PollerOptions {
+            brokers: broker.address.clone(),
+            topic: h.names.tick_topic.clone(),
+            group_id: "e2e-faults".into(),
+            batch_size: 250,
+            batching_window: Duration::from_millis(200),
+            maximum_retry_attempts: 2,
+        },
+        Invoker::InProcess(function.clone()),
+        function.dead_letters.clone(),
+    )
+    .unwrap();
+    let progress = Arc::new(Progress::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let task = {
+        let (p, s) = (progress.clone(), stop.clone());
+        tokio::spawn(async move { poller.run(&p, &s).await })
+    };
+    let started = Instant::now();
+    let wait_for = |n: u64| {
+        let progress = progress.clone();
+        async move {
+            while progress.snapshot().processed < n && started.elapsed() < Duration::from_secs(300)
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // The emulator away for 3 s once a third is done, the broker for 3 s at two thirds.
+    wait_for(1_000).await;
+    emulator.take_away();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    emulator.bring_back();
+    wait_for(2_000).await;
+    broker.take_away();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.bring_back();
+    wait_for(sent).await;
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap().unwrap();
+    let s = progress.snapshot();
+    println!(
+        "faults injected: emulator: {}; broker: {}; batches retried {}",
+        emulator.counts.summary(),
+        broker.counts.summary(),
+        s.retried
+    );
+    assert!(s.processed >= sent, "{s:?}");
+    assert_eq!(s.failed, 0, "no valid batch may be dead-lettered: {s:?}");
+    for counted in [
+        &emulator.counts.throttled,
+        &emulator.counts.errors,
+        &emulator.counts.resets,
+        &emulator.counts.refused,
+    ] {
+        assert!(
+            counted.load(Ordering::Relaxed) > 0,
+            "{}",
+            emulator.counts.summary()
+        );
+    }
+
+    // Read back without the proxy: exactly one clean pass over the valid ticks.
+    let want = expected(&valid);
+    assert_eq!(h.stored_ticks().await.unwrap(), want.ticks);
+    assert_eq!(h.stored_sums().await.unwrap(), want.sums);
+    let letters = h.dead_letters().await.unwrap();
+    let payloads: BTreeSet<Vec<u8>> = letters.iter().filter_map(|l| l.payload()).collect();
+    assert_eq!(payloads, poison.iter().cloned().collect::<BTreeSet<_>>());
+    h.stop().await;
+}
