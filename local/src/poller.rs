@@ -198,9 +198,8 @@ impl KafkaPoller {
             .context("creating the Kafka consumer")?;
         // Every partition is assigned here rather than by the group's coordinator: a poller is
         // the topic's only consumer in its group, and tansu 0.6 can leave a group that lost a
-        // member to SIGKILL formed with an empty assignment for good. Assigned partitions start
-        // from the group's committed offsets (earliest where there are none), so a poller killed
-        // and started again at once resumes within a second.
+        // member to SIGKILL formed with an empty assignment for good. With partitions assigned,
+        // a poller killed and started again at once resumes within seconds.
         let metadata = consumer
             .fetch_metadata(Some(&options.topic), Duration::from_secs(30))
             .with_context(|| format!("reading the partitions of {}", options.topic))?;
@@ -216,16 +215,35 @@ impl KafkaPoller {
                 options.topic
             );
         }
+        // Each partition is read from its start, the records before the group's commit skipped
+        // (`Positions`): tansu answers a fetch from inside a record batch with the batches after
+        // it, so a commit inside a partition's last batch would otherwise see nothing again.
+        let mut wanted = TopicPartitionList::new();
+        for &partition in &partitions {
+            wanted.add_partition(&options.topic, partition);
+        }
+        let committed = consumer
+            .committed_offsets(wanted, Duration::from_secs(30))
+            .with_context(|| format!("reading the commits of group {}", options.group_id))?;
+        let mut positions = Positions::default();
         let mut assignment = TopicPartitionList::new();
         for partition in partitions {
-            assignment.add_partition_offset(&options.topic, partition, Offset::Stored)?;
+            if let Some(Offset::Offset(due)) = committed
+                .find_partition(&options.topic, partition)
+                .map(|p| p.offset())
+            {
+                positions
+                    .due
+                    .insert((options.topic.clone(), partition), due);
+            }
+            assignment.add_partition_offset(&options.topic, partition, Offset::Beginning)?;
         }
         consumer
             .assign(&assignment)
             .with_context(|| format!("assigning the partitions of {}", options.topic))?;
         Ok(Self {
             consumer,
-            positions: Mutex::default(),
+            positions: Mutex::new(positions),
             options,
             invoker,
             dead_letters,

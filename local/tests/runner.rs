@@ -159,7 +159,7 @@ fn last_figure(out: &str, label: &str) -> Option<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_aggregator_killed_between_writes_leaves_usage_exact_once_the_batch_comes_again() {
+async fn a_runner_killed_mid_stream_and_started_again_at_once_resumes_and_ends_exact() {
     let run_dir = std::env::temp_dir().join(format!("wtc-kill-{}", std::process::id()));
     let stack = wtc_local::stack::LocalStack::start(wtc_local::stack::StackOptions::isolated(
         run_dir.clone(),
@@ -172,7 +172,7 @@ async fn an_aggregator_killed_between_writes_leaves_usage_exact_once_the_batch_c
         "--aws-endpoint",
         stack.aws_endpoint.as_str(),
         "--ticks",
-        "10",
+        "6000",
         "--market-minutes",
         "0",
     ];
@@ -188,7 +188,9 @@ async fn an_aggregator_killed_between_writes_leaves_usage_exact_once_the_batch_c
         let out = first.stdout.lock().unwrap().clone();
         // Every row published first (the files are streamed in a few seconds, the usage written
         // over tens of seconds on moto): only the aggregator is cut off.
-        let published = last_figure(&out, " records ") == Some(4_000);
+        // (`produced` counts the ticks and the CDR records.)
+        let published = last_figure(&out, " records ") == Some(4_000)
+            && last_figure(&out, "produced ") == Some(10_000);
         if let Some(n) = last_figure(&out, "usage rows ").filter(|n| published && *n >= 500) {
             break n;
         }
@@ -210,24 +212,57 @@ async fn an_aggregator_killed_between_writes_leaves_usage_exact_once_the_batch_c
         "every row was in before the kill; nothing was cut off:\n{out}"
     );
 
-    // A new runner on the same broker and tables, once the broker has dropped the killed
-    // consumers (their session timeout is 10 s): the groups resume from their last commits, so
-    // the cut-off batch comes again, and what it had written already must not count twice.
-    std::thread::sleep(Duration::from_secs(12));
+    // A new runner on the same broker and tables, started at once (within a second of the
+    // kill): the pollers resume from their last commits, so the cut-off batch comes again, and
+    // what it had written already must not count twice. It resumes within 30 seconds.
+    // Scans of moto's tables take seconds while two runners write: a patient client.
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&stack.sdk_config().await)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            )
+            .build(),
+    );
+    let (_, rows_at_kill) = usage_table(&dynamo).await;
+    let ticks_at_kill = raw_ticks(&dynamo).await;
     let mut args = given.to_vec();
     args.extend(["--cdr-files", "0", "--external-producer"]);
     let second = Running::start(runner(&args, 0, 0));
+    let restarted = Instant::now();
     let files = generate_cdr(2, 42, "kill-files");
     let want = csv_totals(&files, false);
-    let dynamo = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
-    let started = Instant::now();
-    let (got, rows) = loop {
-        let (got, rows) = usage_table(&dynamo).await;
-        if rows >= 4_000 || started.elapsed() > Duration::from_secs(240) {
-            break (got, rows);
+    // Resumed: the new runner's progress line counts records processed.
+    let mut resumed_after = None;
+    while restarted.elapsed() < Duration::from_secs(120) {
+        let out = second.stdout.lock().unwrap().clone();
+        if last_figure(&out, "| processed ").is_some_and(|n| n > 0) {
+            resumed_after = Some(restarted.elapsed());
+            break;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (got, rows, ticks) = loop {
+        let (got, rows) = usage_table(&dynamo).await;
+        let raw = raw_ticks(&dynamo).await;
+        if (rows >= 4_000 && raw >= 6_000) || restarted.elapsed() > Duration::from_secs(300) {
+            break (got, rows, tick_counts(&dynamo).await);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
     };
+    let resumed_after = resumed_after.expect("the restarted runner stored nothing");
+    eprintln!(
+        "killed with {ticks_at_kill} ticks and {rows_at_kill} usage rows stored; the new runner resumed after {resumed_after:?}"
+    );
+    assert!(
+        resumed_after < Duration::from_secs(30),
+        "resumed only after {resumed_after:?}"
+    );
+    assert!(ticks_at_kill < 6_000, "every tick was in before the kill");
+    // Every generated tick once, in the raw table and in the hourly sums.
+    assert_eq!(ticks, (6_000, 6_000), "(raw ticks, ticks in hourly sums)");
     let (ok, out) = second.interrupt(Duration::from_secs(120));
     assert!(ok, "second runner failed:\n{out}");
     assert_eq!(
@@ -249,6 +284,42 @@ async fn an_aggregator_killed_between_writes_leaves_usage_exact_once_the_batch_c
     stack.stop().await;
     let _ = std::fs::remove_dir_all(&files);
     let _ = std::fs::remove_dir_all(&run_dir);
+}
+
+/// Raw tick items.
+async fn raw_ticks(dynamo: &aws_sdk_dynamodb::Client) -> u64 {
+    let mut raw = 0;
+    let mut pages = dynamo
+        .scan()
+        .table_name("wtc-ticks")
+        .select(aws_sdk_dynamodb::types::Select::Count)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        raw += page.unwrap().count() as u64;
+    }
+    raw
+}
+
+/// Raw tick items, and the ticks the hourly sums count (a tick counted twice would show).
+async fn tick_counts(dynamo: &aws_sdk_dynamodb::Client) -> (u64, u64) {
+    let raw = raw_ticks(dynamo).await;
+    let mut in_sums = 0;
+    let mut items = dynamo
+        .scan()
+        .table_name("wtc-rates")
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(item) = items.next().await {
+        let item = item.unwrap();
+        let text = |k: &str| item[k].as_s().unwrap().clone();
+        // Hour sums (`H#2024-01-01 13`), not minute sums or ledgers.
+        if text("bucket").starts_with("H#") {
+            in_sums += item["ticks"].as_n().unwrap().parse::<u64>().unwrap();
+        }
+    }
+    (raw, in_sums)
 }
 
 /// The usage table's totals, keyed as `csv_totals` keys them, and the rows they count.
