@@ -463,7 +463,12 @@ impl CandleStore {
         close_all: bool,
     ) -> Result<Advanced, AwsError> {
         let series = series_key(symbol, interval);
-        for _ in 0..MAX_CONFLICTS {
+        for conflict in 0..MAX_CONFLICTS {
+            if conflict > 0 {
+                // Another writer advanced the series first: wait a jittered, growing while, so
+                // that writers racing on one series spread out instead of colliding again.
+                tokio::time::sleep(self.retry.delay(conflict)).await;
+            }
             let state = self.read_state(&series).await?;
             let version = state.as_ref().map_or(0, |s| s.version);
             let last_closed = state.as_ref().and_then(|s| s.last_closed);
