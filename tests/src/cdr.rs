@@ -207,3 +207,39 @@ pub async fn stored_totals<'a>(
     }
     got
 }
+
+/// The stored usage of every MSISDN these records name on 2024-01-01, keyed as `expected` keys it.
+pub async fn stored_usage(store: &wtc_aws::UsageStore, records: &[String]) -> Totals {
+    use wtc_core::cdr::Msisdn;
+    use wtc_core::time::Timestamp;
+    let msisdns: std::collections::BTreeSet<&str> =
+        records.iter().filter_map(|r| r.split(',').nth(4)).collect();
+    let mut out = Totals::new();
+    for m in msisdns {
+        let items = store
+            .query(
+                &Msisdn::parse(m.as_bytes()).expect("a test MSISDN"),
+                Timestamp::parse("2024-01-01 00:00:00").expect("a time"),
+                Timestamp::parse("2024-01-01 23:00:00").expect("a time"),
+            )
+            .await
+            .expect("querying usage");
+        for i in items {
+            out.insert(
+                (
+                    i.msisdn,
+                    i.hour.to_seconds_string(),
+                    i.usage_type.category().to_owned(),
+                    i.usage_type.name().to_owned(),
+                ),
+                (
+                    i.totals.up,
+                    i.totals.down,
+                    i.totals.seconds,
+                    i.totals.records,
+                ),
+            );
+        }
+    }
+    out
+}

@@ -18,8 +18,10 @@ use wtc_local::services::free_port;
 use wtc_local::stack::local_sdk_config;
 use wtc_tests::{Harness, expected};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pipeline_survives_throttling_errors_resets_and_outages_and_ends_exact() {
+/// A stack of the test's own with a fault proxy in front of tansu (tansu advertises the proxy, so
+/// every connection after the first goes through it) and one in front of moto; the SDK settings
+/// returned reach AWS through the proxy.
+async fn faulty_stack(test: &str) -> (Harness, FaultProxy, FaultProxy, aws_config::SdkConfig) {
     let (broker_port, proxy_port) = (free_port().unwrap(), free_port().unwrap());
     let broker = FaultProxy::tcp(
         &format!("127.0.0.1:{broker_port}"),
@@ -28,7 +30,7 @@ async fn the_pipeline_survives_throttling_errors_resets_and_outages_and_ends_exa
     )
     .await
     .unwrap();
-    let h = Harness::start_with("faults", |o| {
+    let h = Harness::start_with(test, |o| {
         o.kafka_port = broker_port;
         o.kafka_advertised_port = Some(proxy_port);
     })
@@ -45,9 +47,72 @@ async fn the_pipeline_survives_throttling_errors_resets_and_outages_and_ends_exa
     )
     .await
     .unwrap();
-
-    // The function and its dead-letter queue reach AWS only through the proxy.
     let faulty_sdk = local_sdk_config(&emulator.address).await;
+    (h, broker, emulator, faulty_sdk)
+}
+
+/// Runs the poller while the emulator is taken away for 3 s once a third of `expected` records
+/// is processed and the broker at two thirds, until `expected` are processed (or 300 s pass).
+async fn run_through_outages(
+    poller: KafkaPoller,
+    emulator: &FaultProxy,
+    broker: &FaultProxy,
+    expected: u64,
+) -> Arc<Progress> {
+    let progress = Arc::new(Progress::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let task = {
+        let (p, s) = (progress.clone(), stop.clone());
+        tokio::spawn(async move { poller.run(&p, &s).await })
+    };
+    let started = Instant::now();
+    let wait_for = |n: u64| {
+        let progress = progress.clone();
+        async move {
+            while progress.snapshot().processed < n && started.elapsed() < Duration::from_secs(300)
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    wait_for(expected / 3).await;
+    emulator.take_away();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    emulator.bring_back();
+    wait_for(expected * 2 / 3).await;
+    broker.take_away();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.bring_back();
+    wait_for(expected).await;
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap().unwrap();
+    let s = progress.snapshot();
+    println!(
+        "faults injected: emulator: {}; broker: {}; batches retried {}",
+        emulator.counts.summary(),
+        broker.counts.summary(),
+        s.retried
+    );
+    assert!(s.processed >= expected, "{s:?}");
+    assert_eq!(s.failed, 0, "no valid batch may be dead-lettered: {s:?}");
+    for counted in [
+        &emulator.counts.throttled,
+        &emulator.counts.errors,
+        &emulator.counts.resets,
+        &emulator.counts.refused,
+    ] {
+        assert!(
+            counted.load(Ordering::Relaxed) > 0,
+            "{}",
+            emulator.counts.summary()
+        );
+    }
+    progress
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_survives_throttling_errors_resets_and_outages_and_ends_exact() {
+    let (h, broker, emulator, faulty_sdk) = faulty_stack("faults").await;
     let provisioned = Provisioned {
         dead_letter_queue_url: h.queue_url.clone(),
     };
@@ -106,55 +171,7 @@ async fn the_pipeline_survives_throttling_errors_resets_and_outages_and_ends_exa
         function.dead_letters.clone(),
     )
     .unwrap();
-    let progress = Arc::new(Progress::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let task = {
-        let (p, s) = (progress.clone(), stop.clone());
-        tokio::spawn(async move { poller.run(&p, &s).await })
-    };
-    let started = Instant::now();
-    let wait_for = |n: u64| {
-        let progress = progress.clone();
-        async move {
-            while progress.snapshot().processed < n && started.elapsed() < Duration::from_secs(300)
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    // The emulator away for 3 s once a third is done, the broker for 3 s at two thirds.
-    wait_for(1_000).await;
-    emulator.take_away();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    emulator.bring_back();
-    wait_for(2_000).await;
-    broker.take_away();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    broker.bring_back();
-    wait_for(sent).await;
-    stop.store(true, Ordering::Relaxed);
-    task.await.unwrap().unwrap();
-    let s = progress.snapshot();
-    println!(
-        "faults injected: emulator: {}; broker: {}; batches retried {}",
-        emulator.counts.summary(),
-        broker.counts.summary(),
-        s.retried
-    );
-    assert!(s.processed >= sent, "{s:?}");
-    assert_eq!(s.failed, 0, "no valid batch may be dead-lettered: {s:?}");
-    for counted in [
-        &emulator.counts.throttled,
-        &emulator.counts.errors,
-        &emulator.counts.resets,
-        &emulator.counts.refused,
-    ] {
-        assert!(
-            counted.load(Ordering::Relaxed) > 0,
-            "{}",
-            emulator.counts.summary()
-        );
-    }
+    run_through_outages(poller, &emulator, &broker, sent).await;
 
     // Read back without the proxy: exactly one clean pass over the valid ticks.
     let want = expected(&valid);

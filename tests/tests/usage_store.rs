@@ -4,9 +4,8 @@
 
 use aggregate_usage::AggregateUsage;
 use wtc_aws::UsageStore;
-use wtc_core::cdr::{CdrRecord, Msisdn, UsageFold};
-use wtc_core::time::Timestamp;
-use wtc_tests::cdr::{Totals, expected, records};
+use wtc_core::cdr::{CdrRecord, UsageFold};
+use wtc_tests::cdr::{Totals, expected, records, stored_usage};
 use wtc_tests::{Harness, kafka_event};
 
 fn fold(records: &[String]) -> UsageFold {
@@ -19,40 +18,7 @@ fn fold(records: &[String]) -> UsageFold {
 }
 
 async fn stored(store: &UsageStore, records: &[String]) -> Totals {
-    let mut msisdns: Vec<&str> = records
-        .iter()
-        .map(|r| r.split(',').nth(4).unwrap())
-        .collect();
-    msisdns.sort_unstable();
-    msisdns.dedup();
-    let mut out = Totals::new();
-    for m in msisdns {
-        let items = store
-            .query(
-                &Msisdn::parse(m.as_bytes()).unwrap(),
-                Timestamp::parse("2024-01-01 00:00:00").unwrap(),
-                Timestamp::parse("2024-01-01 23:00:00").unwrap(),
-            )
-            .await
-            .unwrap();
-        for i in items {
-            out.insert(
-                (
-                    i.msisdn,
-                    i.hour.to_seconds_string(),
-                    i.usage_type.category().to_owned(),
-                    i.usage_type.name().to_owned(),
-                ),
-                (
-                    i.totals.up,
-                    i.totals.down,
-                    i.totals.seconds,
-                    i.totals.records,
-                ),
-            );
-        }
-    }
-    out
+    stored_usage(store, records).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
