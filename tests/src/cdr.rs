@@ -171,30 +171,44 @@ pub async fn consume_cdr(brokers: &str, group: &str, n: usize) -> Vec<(i32, i64,
     values
 }
 
+/// Every stored usage item of these MSISDNs (each read once) on 2024-01-01.
+async fn items_of_day<'a>(
+    store: &wtc_aws::UsageStore,
+    msisdns: impl IntoIterator<Item = &'a str>,
+) -> Vec<wtc_aws::usage::StoredUsage> {
+    use wtc_core::cdr::Msisdn;
+    use wtc_core::time::Timestamp;
+    let distinct: std::collections::BTreeSet<&str> = msisdns.into_iter().collect();
+    let mut out = Vec::new();
+    for m in distinct {
+        out.extend(
+            store
+                .query(
+                    &Msisdn::parse(m.as_bytes()).expect("a test MSISDN"),
+                    Timestamp::parse("2024-01-01 00:00:00").expect("a time"),
+                    Timestamp::parse("2024-01-01 23:00:00").expect("a time"),
+                )
+                .await
+                .expect("querying usage"),
+        );
+    }
+    out
+}
+
 /// Every stored total of these MSISDNs on 2024-01-01, keyed as `file_totals` keys them.
 pub async fn stored_totals<'a>(
     store: &wtc_aws::UsageStore,
     msisdns: impl IntoIterator<Item = &'a str>,
 ) -> FileTotals {
-    use wtc_core::cdr::Msisdn;
-    use wtc_core::time::Timestamp;
-    let mut got = BTreeMap::new();
-    let distinct: std::collections::BTreeSet<&str> = msisdns.into_iter().collect();
-    for m in distinct {
-        let items = store
-            .query(
-                &Msisdn::parse(m.as_bytes()).expect("a test MSISDN"),
-                Timestamp::parse("2024-01-01 00:00:00").expect("a time"),
-                Timestamp::parse("2024-01-01 23:00:00").expect("a time"),
-            )
-            .await
-            .expect("querying usage");
-        for item in items {
+    items_of_day(store, msisdns)
+        .await
+        .into_iter()
+        .map(|item| {
             let total = item
                 .totals
                 .total(item.usage_type)
                 .expect("a total within u128");
-            got.insert(
+            (
                 (
                     item.msisdn,
                     item.hour.to_seconds_string(),
@@ -202,30 +216,19 @@ pub async fn stored_totals<'a>(
                     item.usage_type.name().to_owned(),
                 ),
                 total,
-            );
-        }
-    }
-    got
+            )
+        })
+        .collect()
 }
 
 /// The stored usage of every MSISDN these records name on 2024-01-01, keyed as `expected` keys it.
 pub async fn stored_usage(store: &wtc_aws::UsageStore, records: &[String]) -> Totals {
-    use wtc_core::cdr::Msisdn;
-    use wtc_core::time::Timestamp;
-    let msisdns: std::collections::BTreeSet<&str> =
-        records.iter().filter_map(|r| r.split(',').nth(4)).collect();
-    let mut out = Totals::new();
-    for m in msisdns {
-        let items = store
-            .query(
-                &Msisdn::parse(m.as_bytes()).expect("a test MSISDN"),
-                Timestamp::parse("2024-01-01 00:00:00").expect("a time"),
-                Timestamp::parse("2024-01-01 23:00:00").expect("a time"),
-            )
-            .await
-            .expect("querying usage");
-        for i in items {
-            out.insert(
+    let msisdns = records.iter().filter_map(|r| r.split(',').nth(4));
+    items_of_day(store, msisdns)
+        .await
+        .into_iter()
+        .map(|i| {
+            (
                 (
                     i.msisdn,
                     i.hour.to_seconds_string(),
@@ -238,8 +241,7 @@ pub async fn stored_usage(store: &wtc_aws::UsageStore, records: &[String]) -> To
                     i.totals.seconds,
                     i.totals.records,
                 ),
-            );
-        }
-    }
-    out
+            )
+        })
+        .collect()
 }
