@@ -87,15 +87,25 @@ impl Invoker {
                     item_failures: identifiers(result.item_failures),
                 })
             }
-            Invoker::Http { url, client, .. } => {
-                let response = client.post(url).json(event).send().await.with_context(|| {
-                    format!("invoking {url} (is `cargo lambda watch` running?)")
-                })?;
+            Invoker::Http {
+                url,
+                client,
+                function,
+            } => {
+                let response = client
+                    .post(url)
+                    .json(event)
+                    .send()
+                    .await
+                    .map_err(|source| InvokeError::Unreachable {
+                        url: url.clone(),
+                        source,
+                    })?;
                 let status = response.status();
                 let function_error = response.headers().contains_key("x-amz-function-error");
                 let body = response.text().await.unwrap_or_default();
                 if !status.is_success() || function_error {
-                    bail!("function failed ({status}): {body}");
+                    return Err(InvokeError::failed(function, status, &body).into());
                 }
                 if event.is_kinesis() {
                     let failures: BatchItemFailures =
@@ -113,6 +123,62 @@ impl Invoker {
                     report: Some(report),
                     ..Default::default()
                 })
+            }
+        }
+    }
+}
+
+/// An invocation over the Lambda invoke API that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("invoking {url} (is `cargo lambda watch` running?): {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("{function} failed ({status}, {error_type}): {message}")]
+    Failed {
+        function: String,
+        status: reqwest::StatusCode,
+        /// The kind the function's `errorType` names; `None` for an error of its own kind
+        /// (a panic, a timeout) or of the server in front of it.
+        kind: Option<FailureKind>,
+        error_type: String,
+        message: String,
+    },
+}
+
+impl InvokeError {
+    /// At most this much of an error body is kept in the message.
+    const MAX_MESSAGE: usize = 1_024;
+
+    /// The error a failed response describes, from Lambda's `{"errorType", "errorMessage"}`.
+    fn failed(function: &str, status: reqwest::StatusCode, body: &str) -> Self {
+        #[derive(serde::Deserialize)]
+        struct LambdaError {
+            #[serde(rename = "errorType", default)]
+            error_type: String,
+            #[serde(rename = "errorMessage", default)]
+            error_message: String,
+        }
+        let (error_type, message) = match serde_json::from_str::<LambdaError>(body) {
+            Ok(e) => (e.error_type, e.error_message),
+            Err(_) => ("Unhandled".to_owned(), body.to_owned()),
+        };
+        InvokeError::Failed {
+            function: function.to_owned(),
+            status,
+            kind: FailureKind::from_error_type(&error_type),
+            error_type,
+            message: wtc_core::dead_letter::cut(&message, Self::MAX_MESSAGE),
+        }
+    }
+
+    /// Whether delivering the batch again can help: the function could not be reached, said its
+    /// failure passes, or the server in front of it failed without the function's word.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            InvokeError::Unreachable { .. } => true,
+            InvokeError::Failed { kind: Some(k), .. } => *k == FailureKind::Transient,
+            InvokeError::Failed { status, .. } => {
+                status.is_server_error() || *status == reqwest::StatusCode::TOO_MANY_REQUESTS
             }
         }
     }
@@ -176,7 +242,7 @@ pub struct PollerOptions {
 
 /// A Kafka consumer feeding one function.
 pub struct KafkaPoller {
-    consumer: StreamConsumer,
+    consumer: BoundedClose,
     positions: Mutex<Positions>,
     options: PollerOptions,
     invoker: Invoker,
@@ -242,7 +308,7 @@ impl KafkaPoller {
             .assign(&assignment)
             .with_context(|| format!("assigning the partitions of {}", options.topic))?;
         Ok(Self {
-            consumer,
+            consumer: BoundedClose(Some(consumer)),
             positions: Mutex::new(positions),
             options,
             invoker,
@@ -445,14 +511,63 @@ impl KafkaPoller {
     }
 }
 
+/// How long dropping a poller waits for its consumer to close.
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
+/// A consumer whose close, when dropped, is waited for at most `CLOSE_WITHIN`. librdkafka's close
+/// waits, without a bound, for the group's coordinator, and after the broker was away it can wait
+/// for good. A poller's last commits were confirmed (or given up on) by `run` before it is
+/// dropped, so a consumer left closing loses nothing: its thread ends with the process, and what
+/// it did not commit is delivered again and taken once.
+struct BoundedClose(Option<StreamConsumer>);
+
+impl std::ops::Deref for BoundedClose {
+    type Target = StreamConsumer;
+
+    fn deref(&self) -> &StreamConsumer {
+        self.0
+            .as_ref()
+            .expect("the consumer is taken only when dropped")
+    }
+}
+
+impl Drop for BoundedClose {
+    fn drop(&mut self) {
+        let Some(consumer) = self.0.take() else {
+            return;
+        };
+        let (closed, wait) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("kafka-close".into())
+            .spawn(move || {
+                drop(consumer);
+                let _ = closed.send(());
+            });
+        match spawned {
+            Err(e) => {
+                tracing::warn!("no thread to close the Kafka consumer on ({e}); it closed here")
+            }
+            Ok(_) => {
+                if wait.recv_timeout(CLOSE_WITHIN).is_err() {
+                    tracing::warn!(
+                        "the Kafka consumer did not close within {CLOSE_WITHIN:?}; leaving it to \
+                         close in the background"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Whether an invocation failed for a reason that passes: the function's error says so (its
 /// `errorType`), or the function could not be reached.
 pub fn is_transient(error: &anyhow::Error) -> bool {
     if let Some(failed) = error.downcast_ref::<BatchFailed>() {
         return failed.error.kind == FailureKind::Transient;
     }
-    let text = format!("{error:#}");
-    text.contains(FailureKind::Transient.error_type()) || text.contains("(is `cargo lambda watch`")
+    error
+        .downcast_ref::<InvokeError>()
+        .is_some_and(InvokeError::is_transient)
 }
 
 /// The pause before retry `n` (1-based): 200 ms doubling, at most 5 s.
@@ -582,6 +697,34 @@ pub fn kafka_event(brokers: &str, batch: &[KafkaRecord]) -> SourceEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invoke_failure_is_transient_when_the_function_or_the_server_in_front_says_so() {
+        let failed = |status: u16, body: &str| {
+            let status = reqwest::StatusCode::from_u16(status).expect("a status");
+            InvokeError::failed("aggregate-usage", status, body)
+        };
+        let lambda = |error_type: &str| {
+            failed(
+                200,
+                &format!(r#"{{"errorType": "{error_type}", "errorMessage": "m"}}"#),
+            )
+            .is_transient()
+        };
+        assert!(lambda("TransientFailure"));
+        assert!(!lambda("DeploymentError"));
+        assert!(!lambda("RecordRejected"));
+        assert!(
+            !lambda("Runtime.ExitError"),
+            "a crash is retried a bounded number of times"
+        );
+        assert!(failed(502, "Bad Gateway").is_transient());
+        assert!(failed(429, "").is_transient());
+        assert!(!failed(400, "no such function").is_transient());
+        let long = failed(500, &"x".repeat(100_000)).to_string();
+        assert!(long.len() < 1_200, "{}", long.len());
+        assert!(long.contains("100000 bytes in all"), "{long}");
+    }
 
     #[test]
     fn records_in_order_are_delivered_from_the_commit_on() {

@@ -2,21 +2,24 @@
 //! throttling errors and 500s, cuts connections after passing requests on, and takes the emulator
 //! away for seconds; a proxy in front of tansu cuts connections and takes the broker away. The
 //! poller and process-ticks keep going, and the tables end equal to one clean pass over the
-//! distinct valid ticks, with every poison record in the dead-letter queue.
+//! distinct valid ticks, with every poison record in the dead-letter queue; aggregate-usage, fed
+//! every CDR row twice through the same faults, ends with every row counted once.
 
+use aggregate_usage::AggregateUsage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use wtc_aws::UsageStore;
 use wtc_core::simulate::ForexSimulator;
 use wtc_local::faults::{FaultProxy, HttpFaults};
 use wtc_local::poller::{Invoker, KafkaPoller, PollerOptions};
 use wtc_local::progress::Progress;
-use wtc_local::provision::{Provisioned, process_ticks};
+use wtc_local::provision::{Provisioned, create_topic, dead_letter_queue, process_ticks};
 use wtc_local::services::free_port;
 use wtc_local::stack::local_sdk_config;
-use wtc_tests::{Harness, expected};
+use wtc_tests::{Harness, cdr, expected};
 
 /// A stack of the test's own with a fault proxy in front of tansu (tansu advertises the proxy, so
 /// every connection after the first goes through it) and one in front of moto; the SDK settings
@@ -180,5 +183,70 @@ async fn the_pipeline_survives_throttling_errors_resets_and_outages_and_ends_exa
     let letters = h.dead_letters().await.unwrap();
     let payloads: BTreeSet<Vec<u8>> = letters.iter().filter_map(|l| l.payload()).collect();
     assert_eq!(payloads, poison.iter().cloned().collect::<BTreeSet<_>>());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_survives_throttling_errors_resets_and_outages_and_ends_exact() {
+    let (h, broker, emulator, faulty_sdk) = faulty_stack("faults-usage").await;
+    create_topic(&h.stack.kafka_brokers, "cdr-data", 3)
+        .await
+        .unwrap();
+    let provisioned = Provisioned {
+        dead_letter_queue_url: h.queue_url.clone(),
+    };
+    let function = Arc::new(AggregateUsage::new(
+        UsageStore::new(
+            aws_sdk_dynamodb::Client::new(&faulty_sdk),
+            h.names.usage_table.clone(),
+        ),
+        dead_letter_queue(&faulty_sdk, &h.names, &provisioned),
+    ));
+
+    // Every row twice (a file processed again publishes its rows again), keyed by MSISDN as
+    // stream-cdr-files keys them, so that one MSISDN's rows share a partition.
+    let records = cdr::records();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("enable.idempotence", "false")
+        .create()
+        .unwrap();
+    let mut sent = 0u64;
+    for record in records.iter().chain(&records) {
+        let msisdn = record.split(',').nth(4).unwrap();
+        producer
+            .send(
+                FutureRecord::to("cdr-data")
+                    .key(msisdn)
+                    .payload(record.as_bytes()),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        sent += 1;
+    }
+
+    let poller = KafkaPoller::new(
+        PollerOptions {
+            brokers: broker.address.clone(),
+            topic: "cdr-data".into(),
+            group_id: "e2e-faults-usage".into(),
+            batch_size: 100,
+            batching_window: Duration::from_millis(200),
+            maximum_retry_attempts: 2,
+        },
+        Invoker::Usage(function.clone()),
+        function.dead_letters.clone(),
+    )
+    .unwrap();
+    run_through_outages(poller, &emulator, &broker, sent).await;
+
+    // Read back without the proxy: every row counted once, whatever was retried or delivered twice.
+    let store = UsageStore::new(h.dynamo.clone(), h.names.usage_table.clone());
+    assert_eq!(
+        cdr::stored_usage(&store, &records).await,
+        cdr::expected(&records)
+    );
+    assert!(h.dead_letters().await.unwrap().is_empty());
     h.stop().await;
 }

@@ -128,6 +128,17 @@ impl FailureKind {
         }
     }
 
+    /// The kind whose `errorType` this is, as a function reported it.
+    pub fn from_error_type(error_type: &str) -> Option<FailureKind> {
+        [
+            FailureKind::Transient,
+            FailureKind::Deployment,
+            FailureKind::Rejected,
+        ]
+        .into_iter()
+        .find(|k| k.error_type() == error_type)
+    }
+
     /// The worse of two failures, for a batch's summary: a deployment error outranks a
     /// transient one, which outranks a rejection.
     pub fn worst(self, other: FailureKind) -> FailureKind {
