@@ -221,8 +221,9 @@ async fn compute_indicators_backfills_and_finishes_what_a_crashed_writer_left() 
             .handle(&kafka_event(&records_of(batch, 0, n as i64 * 600)))
             .await;
     }
+    // Pages of 7 candles: every advance below takes several, each committed before the next.
     let compute = ComputeIndicators {
-        candles: h.function.candles.clone(),
+        candles: h.function.candles.clone().with_rewind_page(7),
     };
     let series = |view: wtc_tests::CandleView, name: &str| -> wtc_tests::CandleView {
         view.into_iter().filter(|((s, _), _)| s == name).collect()
@@ -233,11 +234,20 @@ async fn compute_indicators_backfills_and_finishes_what_a_crashed_writer_left() 
         .handle(&serde_json::json!({"symbol": "MRVZAR", "interval": "M1", "price": "open"}))
         .await
         .unwrap();
-    assert!(out[0].recomputed > 20, "{out:?}");
+    let want = series(expected_candles(&ticks, Price::Open), "MRVZAR#M1");
+    assert!(want.len() > 3 * 7, "several pages: {}", want.len());
     assert_eq!(
-        series(h.stored_candles().await.unwrap(), "MRVZAR#M1"),
-        series(expected_candles(&ticks, Price::Open), "MRVZAR#M1")
+        (
+            out[0].closed + out[0].recomputed,
+            out[0].last_closed.clone()
+        ),
+        (
+            want.len() - 1,
+            want.keys().nth_back(1).map(|(_, t)| t.to_seconds_string())
+        ),
+        "{out:?}"
     );
+    assert_eq!(series(h.stored_candles().await.unwrap(), "MRVZAR#M1"), want);
     assert_eq!(
         series(h.stored_candles().await.unwrap(), "WAKMRV#M1"),
         series(expected_candles(&ticks, Price::Close), "WAKMRV#M1"),

@@ -55,6 +55,20 @@ pub const BAR_WEIGHT: u64 = 1 << 40;
 const MAX_CONFLICTS: u32 = 20;
 /// Writes in flight at once.
 const CONCURRENCY: usize = 8;
+/// Candles an advance takes at a time by default (each with its indicator snapshot, about 2 KB,
+/// in memory).
+pub const REWIND_PAGE: usize = 500;
+
+/// What one `advance` asks for, across its pages.
+struct Round<'a> {
+    series: &'a str,
+    interval: Interval,
+    rewind: Rewind,
+    price: Option<Price>,
+    close_all: bool,
+    /// The series' last closed candle before the first page committed.
+    closed_before: Option<Option<Timestamp>>,
+}
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -161,6 +175,8 @@ pub struct CandleStore {
     pub default_price: Price,
     pub(crate) retry: RetryPolicy,
     pub(crate) counts: Arc<CandleCounts>,
+    /// Candles an advance takes at a time.
+    rewind_page: usize,
 }
 
 /// The stored state of a series.
@@ -185,7 +201,14 @@ impl CandleStore {
             default_price: Price::Close,
             retry: RetryPolicy::default(),
             counts: Default::default(),
+            rewind_page: REWIND_PAGE,
         }
+    }
+
+    /// Advances take at most `candles` candles at a time (`REWIND_PAGE` unless set; at least 1).
+    pub fn with_rewind_page(mut self, candles: usize) -> Self {
+        self.rewind_page = candles.max(1);
+        self
     }
 
     pub fn request_counts(&self) -> &CandleCounts {
@@ -329,15 +352,28 @@ impl CandleStore {
         from: Option<Timestamp>,
         to: Option<Timestamp>,
     ) -> Result<Vec<StoredCandle>, AwsError> {
+        self.query_at_most(series, from, to, usize::MAX).await
+    }
+
+    /// The first `limit` stored candles of a series with `from <= start <= to`, in time order.
+    async fn query_at_most(
+        &self,
+        series: &str,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<StoredCandle>, AwsError> {
         let from = from.map_or_else(|| "0".to_owned(), start_key);
         let to = to.map_or_else(|| "9".to_owned(), start_key);
         let mut out = Vec::new();
         let mut page_start: Option<Item> = None;
         loop {
+            let left = i32::try_from(limit - out.len()).ok();
             let page = send_with_retry(&self.retry, || {
                 self.counts.queries.fetch_add(1, Ordering::Relaxed);
                 self.range_query(series, &from, &to)
                     .consistent_read(true)
+                    .set_limit(left)
                     .set_exclusive_start_key(page_start.clone())
                     .send()
             })
@@ -347,7 +383,7 @@ impl CandleStore {
                 out.push(stored_candle(item).ok_or_else(|| malformed(&self.candles_table, item))?);
             }
             match page.last_evaluated_key() {
-                Some(key) if !key.is_empty() => page_start = Some(key.clone()),
+                Some(key) if !key.is_empty() && out.len() < limit => page_start = Some(key.clone()),
                 _ => return Ok(out),
             }
         }
@@ -454,6 +490,8 @@ impl CandleStore {
 
     /// Closes the series' candles that have a later candle, and recomputes what `rewind` asks
     /// for; with `close_all`, the newest candle closes too (a backfill after the market closed).
+    /// A long stretch is taken a page of candles at a time (`REWIND_PAGE` by default), each committed before the next
+    /// is read, so that memory stays bounded however far back a rewind goes.
     pub async fn advance(
         &self,
         symbol: &str,
@@ -463,18 +501,45 @@ impl CandleStore {
         close_all: bool,
     ) -> Result<Advanced, AwsError> {
         let series = series_key(symbol, interval);
+        let mut round = Round {
+            series: &series,
+            interval,
+            rewind,
+            price,
+            close_all,
+            closed_before: None,
+        };
+        let mut total = Advanced::default();
+        loop {
+            let (done, more) = self.advance_page(&mut round).await?;
+            total.closed += done.closed;
+            total.recomputed += done.recomputed;
+            total.last = done.last.or(total.last);
+            if !more {
+                return Ok(total);
+            }
+            // The next page goes on from the state this one committed.
+            round.rewind = Rewind::Changed(None);
+        }
+    }
+
+    /// One page of `advance`: at most a page of candles closed or recomputed, and whether
+    /// the series has more to take.
+    async fn advance_page(&self, round: &mut Round<'_>) -> Result<(Advanced, bool), AwsError> {
+        let (series, interval, rewind) = (round.series, round.interval, round.rewind);
         for conflict in 0..MAX_CONFLICTS {
             if conflict > 0 {
                 // Another writer advanced the series first: wait a jittered, growing while, so
                 // that writers racing on one series spread out instead of colliding again.
                 tokio::time::sleep(self.retry.delay(conflict)).await;
             }
-            let state = self.read_state(&series).await?;
+            let state = self.read_state(series).await?;
             let version = state.as_ref().map_or(0, |s| s.version);
             let last_closed = state.as_ref().and_then(|s| s.last_closed);
             let next_open =
                 last_closed.map(|t| Timestamp::from_micros(t.micros() + interval.micros()));
-            let price = price
+            let price = round
+                .price
                 .or(state.as_ref().map(|s| s.set.price))
                 .unwrap_or(self.default_price);
             let fresh =
@@ -495,20 +560,27 @@ impl CandleStore {
                 Rewind::All => {}
             }
 
-            let candles = self.query(&series, from, None).await?;
-            let closing = if close_all {
+            // One candle past the page tells whether the page's last candle has a later one.
+            let page = self.rewind_page;
+            let candles = self
+                .query_at_most(series, from, None, page.saturating_add(1))
+                .await?;
+            let more = candles.len() > page;
+            let closing = if more {
+                page
+            } else if round.close_all {
                 candles.len()
             } else {
                 candles.len().saturating_sub(1)
             };
             let rewinding = from.is_some() && from != next_open;
             if closing == 0 && !rewinding && !fresh {
-                return Ok(Advanced::default());
+                return Ok((Advanced::default(), false));
             }
             let mut set = match (from, &state) {
                 (Some(_), Some(s)) if !rewinding => s.set.clone(),
                 (Some(f), _) => self
-                    .candle_before(&series, f)
+                    .candle_before(series, f)
                     .await?
                     .and_then(|c| c.snapshot)
                     .and_then(|s| serde_json::from_str::<IndicatorSet>(&s).ok())
@@ -529,20 +601,29 @@ impl CandleStore {
                 let snapshot = to_json(&set)?;
                 computed.push((k.start, k.close, values, snapshot));
             }
-            let new_last = computed.last().map(|c| c.0).max(last_closed);
+            // With more to take, the state says where this page ended, so that the next page
+            // (or, after a crash, the next writer) goes on from there.
+            let page_last = computed.last().map(|c| c.0);
+            let new_last = if more {
+                page_last
+            } else {
+                page_last.max(last_closed)
+            };
             let first = computed.first().map(|c| c.0);
             let committed = version + 1;
             if !self
-                .commit_state(&series, &set, new_last, first, version, committed)
+                .commit_state(series, &set, new_last, first, version, committed)
                 .await?
             {
                 self.counts.conflicts.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            // Candles count as newly closed against the state before the first page.
+            let closed_before = *round.closed_before.get_or_insert(last_closed);
             let writes: Vec<_> = computed
                 .iter()
                 .map(|(start, _, values, snapshot)| {
-                    self.write_values(&series, *start, values, snapshot, committed)
+                    self.write_values(series, *start, values, snapshot, committed)
                 })
                 .collect();
             let results: Vec<Result<(), AwsError>> = futures::stream::iter(writes)
@@ -550,16 +631,17 @@ impl CandleStore {
                 .collect()
                 .await;
             results.into_iter().collect::<Result<(), AwsError>>()?;
-            self.clear_pending(&series, committed).await?;
+            self.clear_pending(series, committed).await?;
             let newly = computed
                 .iter()
-                .filter(|c| last_closed.is_none_or(|l| c.0 > l))
+                .filter(|c| closed_before.is_none_or(|l| c.0 > l))
                 .count();
-            return Ok(Advanced {
+            let done = Advanced {
                 closed: newly,
                 recomputed: computed.len() - newly,
                 last: computed.last().map(|c| (c.0, c.1, c.2)),
-            });
+            };
+            return Ok((done, more));
         }
         Err(AwsError::throttled(format!(
             "lost the race to another writer {MAX_CONFLICTS} times in a row"
