@@ -7,6 +7,8 @@ pub mod config;
 pub mod dead_letters;
 pub mod error;
 pub mod latest;
+#[cfg(feature = "kafka")]
+pub mod msk_iam;
 pub mod publish;
 pub mod retry;
 pub mod schema;

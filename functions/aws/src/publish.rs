@@ -127,6 +127,7 @@ pub use kafka::{KafkaPublisher, Publisher, producer_config, publisher_from_env};
 #[cfg(feature = "kafka")]
 mod kafka {
     use super::{OutRecord, PublishError};
+    use crate::msk_iam::{MskIamSigner, ProducerContext};
     use futures::StreamExt;
     use futures::stream::FuturesUnordered;
     use rdkafka::ClientConfig;
@@ -154,17 +155,28 @@ mod kafka {
 
     #[derive(Clone)]
     pub struct KafkaPublisher {
-        producer: FutureProducer,
+        producer: FutureProducer<ProducerContext>,
         topic: String,
     }
 
     impl KafkaPublisher {
         pub fn new(config: &ClientConfig, topic: String) -> Result<Self, PublishError> {
-            let producer = config.create().map_err(|e| PublishError {
-                destination: format!("topic {topic}"),
-                reason: format!("creating the producer: {e}"),
-                kind: wtc_core::event::FailureKind::Deployment,
-            })?;
+            Self::with_context(config, ProducerContext::default(), topic)
+        }
+
+        /// A publisher whose producer has this context (an MSK IAM token signer, say).
+        pub fn with_context(
+            config: &ClientConfig,
+            context: ProducerContext,
+            topic: String,
+        ) -> Result<Self, PublishError> {
+            let producer = config
+                .create_with_context(context)
+                .map_err(|e| PublishError {
+                    destination: format!("topic {topic}"),
+                    reason: format!("creating the producer: {e}"),
+                    kind: wtc_core::event::FailureKind::Deployment,
+                })?;
             Ok(Self { producer, topic })
         }
 
@@ -232,8 +244,10 @@ mod kafka {
     }
 
     /// The publisher the environment asks for: `TRANSPORT=kafka` (the default) with
-    /// `KAFKA_BROKERS`, the topic in `topic_var` (else `default_topic`), SASL credentials from the
-    /// Secrets Manager secret in `KAFKA_SECRET_ARN`, and any librdkafka setting as
+    /// `KAFKA_BROKERS`, the topic in `topic_var` (else `default_topic`), `KAFKA_AUTH=msk-iam` for
+    /// Amazon MSK's IAM access control (SASL_SSL with OAUTHBEARER tokens signed with the
+    /// function's credentials), SASL/SCRAM credentials from the Secrets Manager secret in
+    /// `KAFKA_SECRET_ARN`, and any librdkafka setting as
     /// `KAFKA_CONFIG_<NAME>` (`KAFKA_CONFIG_SECURITY_PROTOCOL=SASL_SSL` sets `security.protocol`);
     /// or `TRANSPORT=kinesis` with the stream in `stream_var`.
     pub async fn publisher_from_env(
@@ -253,6 +267,28 @@ mod kafka {
                         config.set(key.to_ascii_lowercase().replace('_', "."), value);
                     }
                 }
+                let context = match var("KAFKA_AUTH").as_deref() {
+                    // IAM: OAUTHBEARER tokens signed with the function's own credentials.
+                    Some("msk-iam") => {
+                        for (key, value) in [
+                            ("security.protocol", "SASL_SSL"),
+                            ("sasl.mechanism", "OAUTHBEARER"),
+                        ] {
+                            if config.get(key).is_none() {
+                                config.set(key, value);
+                            }
+                        }
+                        let sdk = crate::load_sdk_config().await;
+                        ProducerContext::with_signer(MskIamSigner::from_sdk(&sdk)?)
+                    }
+                    None | Some("scram") => ProducerContext::default(),
+                    Some(other) => {
+                        return Err(ConfigError::Invalid {
+                            name: "KAFKA_AUTH",
+                            reason: format!("must be `msk-iam` or `scram`, found {other:?}"),
+                        });
+                    }
+                };
                 if let Some(arn) = var("KAFKA_SECRET_ARN") {
                     let sdk = crate::load_sdk_config().await;
                     let (username, password) =
@@ -261,7 +297,7 @@ mod kafka {
                         .set("sasl.username", username)
                         .set("sasl.password", password);
                 }
-                KafkaPublisher::new(&config, topic)
+                KafkaPublisher::with_context(&config, context, topic)
                     .map(Publisher::Kafka)
                     .map_err(|e| ConfigError::Invalid {
                         name: "KAFKA_BROKERS",
