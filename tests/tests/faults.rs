@@ -54,6 +54,39 @@ async fn faulty_stack(test: &str) -> (Harness, FaultProxy, FaultProxy, aws_confi
     (h, broker, emulator, faulty_sdk)
 }
 
+/// A producer that reaches the broker through its proxy.
+fn producer(broker: &FaultProxy) -> FutureProducer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("enable.idempotence", "false")
+        .create()
+        .unwrap()
+}
+
+/// A poller of `topic` that reads through the broker's proxy, retrying other failures twice.
+fn poller(
+    broker: &FaultProxy,
+    topic: &str,
+    group: &str,
+    batch_size: usize,
+    invoker: Invoker,
+    dead_letters: &wtc_aws::DeadLetterQueue,
+) -> KafkaPoller {
+    KafkaPoller::new(
+        PollerOptions {
+            brokers: broker.address.clone(),
+            topic: topic.to_owned(),
+            group_id: group.to_owned(),
+            batch_size,
+            batching_window: Duration::from_millis(200),
+            maximum_retry_attempts: 2,
+        },
+        invoker,
+        dead_letters.clone(),
+    )
+    .unwrap()
+}
+
 /// Runs the poller while the emulator is taken away for 3 s once a third of `expected` records
 /// is processed and the broker at two thirds, until `expected` are processed (or 300 s pass).
 async fn run_through_outages(
@@ -127,11 +160,7 @@ async fn the_pipeline_survives_throttling_errors_resets_and_outages_and_ends_exa
         br#"{"timestamp": "2024-01-01 00:00:02.000", "pair_name": "EURUSD", "bid_price": -1e999, "ask_price": 1, "spread": 0}"#.to_vec(),
         b"not json at all".to_vec(),
     ];
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &broker.address)
-        .set("enable.idempotence", "false")
-        .create()
-        .unwrap();
+    let producer = producer(&broker);
     let mut sent = 0u64;
     for (i, t) in valid.iter().enumerate() {
         let json = t.to_json();
@@ -161,19 +190,14 @@ async fn the_pipeline_survives_throttling_errors_resets_and_outages_and_ends_exa
     }
     assert_eq!(sent, 3_003);
 
-    let poller = KafkaPoller::new(
-        PollerOptions {
-            brokers: broker.address.clone(),
-            topic: h.names.tick_topic.clone(),
-            group_id: "e2e-faults".into(),
-            batch_size: 250,
-            batching_window: Duration::from_millis(200),
-            maximum_retry_attempts: 2,
-        },
+    let poller = poller(
+        &broker,
+        &h.names.tick_topic,
+        "e2e-faults",
+        250,
         Invoker::InProcess(function.clone()),
-        function.dead_letters.clone(),
-    )
-    .unwrap();
+        &function.dead_letters,
+    );
     run_through_outages(poller, &emulator, &broker, sent).await;
 
     // Read back without the proxy: exactly one clean pass over the valid ticks.
@@ -206,11 +230,7 @@ async fn usage_survives_throttling_errors_resets_and_outages_and_ends_exact() {
     // Every row twice (a file processed again publishes its rows again), keyed by MSISDN as
     // stream-cdr-files keys them, so that one MSISDN's rows share a partition.
     let records = cdr::records();
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &broker.address)
-        .set("enable.idempotence", "false")
-        .create()
-        .unwrap();
+    let producer = producer(&broker);
     let mut sent = 0u64;
     for record in records.iter().chain(&records) {
         let msisdn = record.split(',').nth(4).unwrap();
@@ -226,19 +246,14 @@ async fn usage_survives_throttling_errors_resets_and_outages_and_ends_exact() {
         sent += 1;
     }
 
-    let poller = KafkaPoller::new(
-        PollerOptions {
-            brokers: broker.address.clone(),
-            topic: "cdr-data".into(),
-            group_id: "e2e-faults-usage".into(),
-            batch_size: 100,
-            batching_window: Duration::from_millis(200),
-            maximum_retry_attempts: 2,
-        },
+    let poller = poller(
+        &broker,
+        "cdr-data",
+        "e2e-faults-usage",
+        100,
         Invoker::Usage(function.clone()),
-        function.dead_letters.clone(),
-    )
-    .unwrap();
+        &function.dead_letters,
+    );
     run_through_outages(poller, &emulator, &broker, sent).await;
 
     // Read back without the proxy: every row counted once, whatever was retried or delivered twice.
