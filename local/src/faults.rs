@@ -7,13 +7,14 @@
 //! (every connection cut at once) and bring it back. The TCP proxy cuts connections to the broker
 //! after they have lived a while, and can take the broker away. Every fault is counted.
 
+use crate::meter::{self, Call, Meter};
 use anyhow::{Context, Result};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the HTTP proxy does to requests: each `*_every` is a period (every n-th request), 0 for
@@ -25,6 +26,8 @@ pub struct HttpFaults {
     pub error_every: u64,
     /// Passed on, then the connection is cut before the answer.
     pub reset_every: u64,
+    /// Ask DynamoDB for the capacity each read and write consumed, and tally it in `meter`.
+    pub meter: bool,
 }
 
 /// Faults injected so far.
@@ -58,6 +61,8 @@ pub struct FaultProxy {
     /// `http://127.0.0.1:port` for the HTTP proxy, `127.0.0.1:port` for the TCP one.
     pub address: String,
     pub counts: Arc<FaultCounts>,
+    /// DynamoDB's capacity and request times (with `HttpFaults::meter`).
+    pub meter: Arc<Meter>,
     away: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -78,16 +83,20 @@ impl FaultProxy {
         self.away.store(false, Ordering::Relaxed);
     }
 
-    /// An HTTP proxy to `target` (e.g. `http://127.0.0.1:4566`) on a free loopback port.
-    pub async fn http(target: &str, faults: HttpFaults) -> Result<Self> {
+    /// An HTTP proxy on a free loopback port to `target` (e.g. `http://127.0.0.1:4566`), and to
+    /// `dynamodb` for DynamoDB's requests (the same endpoint, or an emulator of its own).
+    pub async fn http(target: &str, dynamodb: &str, faults: HttpFaults) -> Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding the fault proxy")?;
         let address = format!("http://{}", listener.local_addr()?);
         let counts = Arc::new(FaultCounts::default());
         let away = Arc::new(AtomicBool::new(false));
+        let meter = Arc::new(Meter::default());
         let state = Arc::new(HttpProxy {
+            meter: meter.clone(),
             target: target.trim_end_matches('/').to_owned(),
+            dynamodb: dynamodb.trim_end_matches('/').to_owned(),
             faults,
             counts: counts.clone(),
             away: away.clone(),
@@ -100,6 +109,7 @@ impl FaultProxy {
         Ok(Self {
             address,
             counts,
+            meter,
             away,
             task,
         })
@@ -131,6 +141,7 @@ impl FaultProxy {
         Ok(Self {
             address,
             counts,
+            meter: Arc::default(),
             away,
             task,
         })
@@ -167,10 +178,12 @@ async fn pipe(
 
 struct HttpProxy {
     target: String,
+    dynamodb: String,
     faults: HttpFaults,
     counts: Arc<FaultCounts>,
     away: Arc<AtomicBool>,
     client: reqwest::Client,
+    meter: Arc<Meter>,
 }
 
 /// What to do with the n-th request.
@@ -197,6 +210,7 @@ fn fault_for(n: u64, faults: &HttpFaults) -> Fault {
 }
 
 async fn forward(State(proxy): State<Arc<HttpProxy>>, request: Request) -> Response {
+    let start = Instant::now();
     let n = proxy.counts.requests.fetch_add(1, Ordering::Relaxed) + 1;
     tokio::time::sleep(proxy.faults.latency).await;
     if proxy.away.load(Ordering::Relaxed) {
@@ -218,7 +232,7 @@ async fn forward(State(proxy): State<Arc<HttpProxy>>, request: Request) -> Respo
         }
         Fault::Reset | Fault::None => {}
     }
-    let answer = pass_on(&proxy, request).await;
+    let answer = pass_on(&proxy, request, start).await;
     if fault == Fault::Reset {
         proxy.counts.resets.fetch_add(1, Ordering::Relaxed);
         return cut();
@@ -226,8 +240,8 @@ async fn forward(State(proxy): State<Arc<HttpProxy>>, request: Request) -> Respo
     answer.unwrap_or_else(|_| cut())
 }
 
-/// Sends the request to the emulator and returns its answer.
-async fn pass_on(proxy: &HttpProxy, request: Request) -> Result<Response> {
+/// Sends the request to the emulator and returns its answer (metered, when asked, from `start`).
+async fn pass_on(proxy: &HttpProxy, request: Request, start: Instant) -> Result<Response> {
     let (parts, body) = request.into_parts();
     let path = parts
         .uri
@@ -235,12 +249,30 @@ async fn pass_on(proxy: &HttpProxy, request: Request) -> Result<Response> {
         .map_or("/", |p| p.as_str())
         .to_owned();
     let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await?;
+    // DynamoDB's operations are `DynamoDB_20120810.<Operation>`.
+    let target_header = parts.headers.get("x-amz-target").map(|t| t.as_bytes());
+    let target = match target_header {
+        Some(op) if op.starts_with(b"DynamoDB_") => &proxy.dynamodb,
+        _ => &proxy.target,
+    };
+    let metered = target_header
+        .and_then(meter::operation)
+        .filter(|_| proxy.faults.meter)
+        .map(str::to_owned);
+    let body = match metered
+        .as_deref()
+        .and_then(|op| meter::ask_for_capacity(op, &body))
+    {
+        Some(changed) => axum::body::Bytes::from(changed),
+        None => body,
+    };
     let mut outgoing = proxy
         .client
-        .request(parts.method, format!("{}{path}", proxy.target))
-        .body(body);
+        .request(parts.method, format!("{target}{path}"))
+        .body(body.clone());
     for (name, value) in &parts.headers {
-        if name != axum::http::header::HOST {
+        // The length is the body's (which metering may have changed).
+        if name != axum::http::header::HOST && name != axum::http::header::CONTENT_LENGTH {
             outgoing = outgoing.header(name, value);
         }
     }
@@ -253,7 +285,16 @@ async fn pass_on(proxy: &HttpProxy, request: Request) -> Result<Response> {
             response = response.header(name, value);
         }
     }
-    Ok(response.body(Body::from(answer.bytes().await?))?)
+    let status = answer.status().as_u16();
+    let bytes = answer.bytes().await?;
+    if let Some(op) = &metered {
+        let call = Call {
+            start,
+            end: Instant::now(),
+        };
+        proxy.meter.record(op, &body, status, &bytes, call);
+    }
+    Ok(response.body(Body::from(bytes))?)
 }
 
 /// A service's error answer, as JSON-protocol services and S3 write them.

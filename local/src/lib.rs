@@ -7,6 +7,7 @@ pub mod faults;
 pub mod generator;
 pub mod kinesis;
 pub mod market;
+pub mod meter;
 pub mod poller;
 pub mod progress;
 pub mod provision;

@@ -19,7 +19,7 @@ use wtc_local::market::{candle_table, fetch_live, replay_session};
 use wtc_local::poller::{Invoker, KafkaPoller, PollerOptions};
 use wtc_local::progress::{Progress, report_every, thousands};
 use wtc_local::provision::{Names, process_ticks, provision_ticks};
-use wtc_local::stack::{LocalStack, StackOptions};
+use wtc_local::stack::{DynamoEmulator, LocalStack, StackOptions};
 
 #[derive(Parser)]
 #[command(
@@ -37,7 +37,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Install the local tools (tansu, moto) and exit.
+    /// Install the local tools (tansu, moto, dynalite) and exit.
     Install {
         /// Also install what the tests use: kafka-python, paramiko and the SAM CLI.
         #[arg(long)]
@@ -71,6 +71,13 @@ enum Command {
             default_value = "http://127.0.0.1:4566"
         )]
         aws_endpoint: String,
+        /// The running stack's DynamoDB endpoint (`./local/up --docker`: the AWS endpoint).
+        #[arg(
+            long,
+            env = "AWS_ENDPOINT_URL_DYNAMODB",
+            default_value = "http://127.0.0.1:4567"
+        )]
+        dynamodb_endpoint: String,
         /// Replay at most this many letters.
         #[arg(long, default_value_t = 10_000)]
         max: u64,
@@ -118,6 +125,17 @@ struct UpArgs {
     /// Port of the AWS emulator this runner starts (LocalStack's port).
     #[arg(long, default_value_t = 4566)]
     aws_port: u16,
+    /// The DynamoDB emulator this runner starts: dynalite (the fastest here) or moto's server
+    /// (the AWS emulator's own DynamoDB).
+    #[arg(long, value_enum, env = "WTC_DYNAMODB_EMULATOR", default_value_t = DynamoEmulator::Dynalite)]
+    dynamodb_emulator: DynamoEmulator,
+    /// Use this DynamoDB endpoint instead of starting an emulator (default: the AWS endpoint,
+    /// when one is given).
+    #[arg(long, env = "AWS_ENDPOINT_URL_DYNAMODB")]
+    dynamodb_endpoint: Option<String>,
+    /// Port of the DynamoDB emulator this runner starts (dynalite's own default).
+    #[arg(long, default_value_t = 4567)]
+    dynamodb_port: u16,
     /// Records per batch handed to the function (the event-source mapping's BatchSize).
     #[arg(long, default_value_t = 500)]
     batch_size: usize,
@@ -170,10 +188,16 @@ async fn main() -> Result<()> {
         Some(Command::Install { test_tools }) => {
             let tansu = wtc_local::tools::ensure_tansu()?;
             let moto = wtc_local::tools::ensure_moto()?;
+            let dynalite = wtc_local::tools::ensure_dynalite()?;
             if test_tools {
                 wtc_local::tools::ensure_test_tools()?;
             }
-            println!("tools ready:\n  {}\n  {}", tansu.display(), moto.display());
+            println!(
+                "tools ready:\n  {}\n  {}\n  {}",
+                tansu.display(),
+                moto.display(),
+                dynalite.display()
+            );
             Ok(())
         }
         Some(Command::GenerateCdr { files, seed, out }) => {
@@ -192,17 +216,24 @@ async fn main() -> Result<()> {
         Some(Command::Replay {
             kafka_brokers,
             aws_endpoint,
+            dynamodb_endpoint,
             max,
-        }) => replay(kafka_brokers, aws_endpoint, max).await,
+        }) => replay(kafka_brokers, aws_endpoint, dynamodb_endpoint, max).await,
         None => up(cli.up).await,
     }
 }
 
-async fn replay(kafka_brokers: String, aws_endpoint: String, max: u64) -> Result<()> {
+async fn replay(
+    kafka_brokers: String,
+    aws_endpoint: String,
+    dynamodb_endpoint: String,
+    max: u64,
+) -> Result<()> {
     let run_dir = std::env::temp_dir().join(format!("wtc-replay-{}", std::process::id()));
     let stack = LocalStack::start(StackOptions {
         kafka_brokers: Some(kafka_brokers),
         aws_endpoint: Some(aws_endpoint),
+        dynamodb_endpoint: Some(dynamodb_endpoint),
         run_dir,
         ..StackOptions::isolated(std::path::PathBuf::new())
     })
@@ -223,8 +254,11 @@ async fn up(args: UpArgs) -> Result<()> {
     let stack = LocalStack::start(StackOptions {
         kafka_brokers: args.kafka_brokers.clone(),
         aws_endpoint: args.aws_endpoint.clone(),
+        dynamodb_endpoint: args.dynamodb_endpoint.clone(),
+        dynamodb: args.dynamodb_emulator,
         kafka_port: args.kafka_port,
         aws_port: args.aws_port,
+        dynamodb_port: args.dynamodb_port,
         kafka_advertised_port: None,
         docker: args.docker,
         run_dir: run_dir.clone(),
@@ -243,6 +277,9 @@ async fn up(args: UpArgs) -> Result<()> {
 async fn run(args: &UpArgs, stack: &LocalStack) -> Result<()> {
     println!("Kafka brokers: {}", stack.kafka_brokers);
     println!("AWS endpoint:  {}", stack.aws_endpoint);
+    if stack.dynamodb_endpoint != stack.aws_endpoint {
+        println!("DynamoDB:      {}", stack.dynamodb_endpoint);
+    }
     for (name, log) in stack.started() {
         println!("started {name} (log: {})", log.display());
     }

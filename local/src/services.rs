@@ -1,4 +1,4 @@
-//! Child processes of the local stack (broker, AWS emulator), each stopped when dropped.
+//! Child processes of the local stack (broker, AWS emulators), each stopped when dropped.
 
 use anyhow::{Context, Result, bail};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -129,6 +129,26 @@ pub async fn start_moto(bin: &Path, port: u16, run_dir: &Path) -> Result<Service
         .wait_for_port(
             SocketAddr::from(([127, 0, 0, 1], port)),
             Duration::from_secs(60),
+        )
+        .await?;
+    Ok(service)
+}
+
+/// Starts dynalite on 127.0.0.1:`port`, in memory, with tables active as soon as they are
+/// created (its default keeps them `CREATING` for half a second).
+pub async fn start_dynalite(bin: &Path, port: u16, run_dir: &Path) -> Result<Service> {
+    let mut args: Vec<String> = ["--host", "127.0.0.1", "--port"]
+        .map(str::to_owned)
+        .to_vec();
+    args.push(port.to_string());
+    for setting in ["--createTableMs", "--deleteTableMs", "--updateTableMs"] {
+        args.extend([setting.to_owned(), "0".to_owned()]);
+    }
+    let mut service = Service::spawn("dynalite", bin, &args, run_dir.join("dynalite.log"))?;
+    service
+        .wait_for_port(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(30),
         )
         .await?;
     Ok(service)

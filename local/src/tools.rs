@@ -110,9 +110,18 @@ pub fn ensure_python_tool(probe: &str, requirements: &[&str]) -> Result<PathBuf>
     Ok(bin)
 }
 
-/// moto's server, the no-Docker stand-in for DynamoDB, Kinesis, S3 and SQS.
+/// moto's server, the no-Docker stand-in for Kinesis, S3 and SQS (and DynamoDB, when chosen).
 pub fn ensure_moto() -> Result<PathBuf> {
     ensure_python_tool("moto_server", &[MOTO_REQUIREMENT])
+}
+
+/// dynalite (npm; DynamoDB on LevelDB, in memory), the stack's DynamoDB emulator by default: it
+/// answers queries from an index where moto walks the whole table.
+pub const DYNALITE_NPM: (&str, &str) = ("dynalite-4.0", "dynalite@4.0.0");
+
+/// dynalite's server, installed with npm on first use.
+pub fn ensure_dynalite() -> Result<PathBuf> {
+    ensure_npm_tool(DYNALITE_NPM.0, DYNALITE_NPM.1, "dynalite")
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<()> {

@@ -171,6 +171,8 @@ async fn a_runner_killed_mid_stream_and_started_again_at_once_resumes_and_ends_e
         stack.kafka_brokers.as_str(),
         "--aws-endpoint",
         stack.aws_endpoint.as_str(),
+        "--dynamodb-endpoint",
+        stack.dynamodb_endpoint.as_str(),
         "--ticks",
         "6000",
         "--market-minutes",

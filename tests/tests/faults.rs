@@ -41,16 +41,18 @@ async fn faulty_stack(test: &str) -> (Harness, FaultProxy, FaultProxy, aws_confi
     .unwrap();
     let emulator = FaultProxy::http(
         &h.stack.aws_endpoint,
+        &h.stack.dynamodb_endpoint,
         HttpFaults {
             latency: Duration::from_millis(2),
             throttle_every: 11,
             error_every: 17,
             reset_every: 23,
+            meter: false,
         },
     )
     .await
     .unwrap();
-    let faulty_sdk = local_sdk_config(&emulator.address).await;
+    let faulty_sdk = local_sdk_config(&emulator.address, &emulator.address).await;
     (h, broker, emulator, faulty_sdk)
 }
 

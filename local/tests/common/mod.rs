@@ -22,11 +22,14 @@ pub fn runner(args: &[&str], kafka_port: u16, aws_port: u16) -> Command {
             &kafka_port.to_string(),
             "--aws-port",
             &aws_port.to_string(),
+            "--dynamodb-port",
+            &free_port().unwrap().to_string(),
             "--api-port",
             &api_port.to_string(),
         ])
         .env_remove("KAFKA_BROKERS")
         .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
         .env_remove("WTC_INVOKE_URL")
         .stdin(Stdio::null());
     cmd
