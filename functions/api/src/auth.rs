@@ -37,13 +37,11 @@ impl Credentials {
     }
 }
 
-/// Compares every byte of the longer input, so the time does not tell where they differ.
+/// Equal, without the time telling where two inputs of the same length differ (`subtle`); a
+/// difference in length shows (the expected credentials' length is not the secret).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
-    }
-    std::hint::black_box(diff) == 0
+    use subtle::ConstantTimeEq;
+    bool::from(a.ct_eq(b))
 }
 
 #[cfg(test)]
