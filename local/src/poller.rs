@@ -323,7 +323,11 @@ impl KafkaPoller {
             if batch.is_empty() {
                 continue;
             }
-            self.deliver(&batch, progress).await?;
+            if !self.deliver(&batch, progress, stop).await? {
+                // Stopped while the batch waited out a failure: not committed, delivered again
+                // on the next start.
+                break;
+            }
             // Commits are sent without waiting: a synchronous commit waits without a bound, and
             // one whose connection to the broker is cut can wait for good. A commit that is lost
             // only means a batch delivered again, which every function takes exactly once.
@@ -428,7 +432,14 @@ impl KafkaPoller {
     /// an emulator away) is retried for as long as it lasts, as a Kafka event-source mapping
     /// retries; any other failure is retried `maximum_retry_attempts` times, then the batch's
     /// records go to the dead-letter queue so that the partition goes on.
-    async fn deliver(&self, batch: &[KafkaRecord], progress: &Progress) -> Result<()> {
+    /// Returns false, the batch not done, when `stop` is set while a transient failure lasts
+    /// (at Ctrl-C the emulators may be gone for good).
+    async fn deliver(
+        &self,
+        batch: &[KafkaRecord],
+        progress: &Progress,
+        stop: &AtomicBool,
+    ) -> Result<bool> {
         let event = kafka_event(&self.options.brokers, batch);
         let (mut attempt, mut transient) = (0, 0u32);
         loop {
@@ -441,8 +452,9 @@ impl KafkaPoller {
                         started.elapsed()
                     );
                     invocation.count(batch.len(), progress);
-                    return Ok(());
+                    return Ok(true);
                 }
+                Err(_) if stop.load(Ordering::Relaxed) => return Ok(false),
                 Err(e) if is_transient(&e) => {
                     transient += 1;
                     Progress::add(&progress.retried, 1);
@@ -475,7 +487,7 @@ impl KafkaPoller {
                         progress,
                     )
                     .await?;
-                    return Ok(());
+                    return Ok(true);
                 }
             }
         }

@@ -436,8 +436,9 @@ async fn naive_usage(
                     AttributeValue::S(wtc_aws::usage::bucket_key(key.hour, key.usage_type)),
                 )
                 .update_expression(
-                    "ADD up_bytes :up, down_bytes :down, total :total, seconds :sec, records :n",
+                    "ADD up_bytes :up, down_bytes :down, #total :total, seconds :sec, records :n",
                 )
+                .expression_attribute_names("#total", "total")
                 .expression_attribute_values(":up", n(row.up))
                 .expression_attribute_values(":down", n(row.down))
                 .expression_attribute_values(":total", n(row.total(key.usage_type)?))
