@@ -309,7 +309,7 @@ pub fn batches(topic: &str, records: &[(String, String)], batch_size: usize) -> 
         record.0.hash(&mut hasher);
         partitions[(hasher.finish() % PARTITIONS as u64) as usize].push(record);
     }
-    let mut cursors = vec![0usize; PARTITIONS];
+    let mut cursors = [0usize; PARTITIONS];
     let mut out = Vec::new();
     let batch_size = batch_size.max(1);
     while cursors.iter().zip(&partitions).any(|(&at, p)| at < p.len()) {
