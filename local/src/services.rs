@@ -36,6 +36,25 @@ impl Service {
         Ok(Self { name, log, child })
     }
 
+    /// Starts `program` and waits, at most `within_secs`, until it listens on 127.0.0.1:`port`.
+    pub async fn start(
+        name: &'static str,
+        program: &Path,
+        args: &[String],
+        log: PathBuf,
+        port: u16,
+        within_secs: u64,
+    ) -> Result<Self> {
+        let mut service = Self::spawn(name, program, args, log)?;
+        service
+            .wait_for_port(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_secs(within_secs),
+            )
+            .await?;
+        Ok(service)
+    }
+
     /// Waits until `addr` accepts connections; fails with the log's tail if the process dies first.
     pub async fn wait_for_port(&mut self, addr: SocketAddr, within: Duration) -> Result<()> {
         let deadline = Instant::now() + within;
@@ -106,14 +125,7 @@ pub async fn start_tansu(
         "--storage-engine".to_owned(),
         "memory://tansu/".to_owned(),
     ];
-    let mut service = Service::spawn("tansu", bin, &args, run_dir.join("tansu.log"))?;
-    service
-        .wait_for_port(
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_secs(30),
-        )
-        .await?;
-    Ok(service)
+    Service::start("tansu", bin, &args, run_dir.join("tansu.log"), port, 30).await
 }
 
 /// Starts moto's server on 127.0.0.1:`port`.
@@ -124,14 +136,15 @@ pub async fn start_moto(bin: &Path, port: u16, run_dir: &Path) -> Result<Service
         "-p".to_owned(),
         port.to_string(),
     ];
-    let mut service = Service::spawn("moto_server", bin, &args, run_dir.join("moto.log"))?;
-    service
-        .wait_for_port(
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_secs(60),
-        )
-        .await?;
-    Ok(service)
+    Service::start(
+        "moto_server",
+        bin,
+        &args,
+        run_dir.join("moto.log"),
+        port,
+        60,
+    )
+    .await
 }
 
 /// Starts dynalite on 127.0.0.1:`port`, in memory, with tables active as soon as they are
@@ -144,12 +157,13 @@ pub async fn start_dynalite(bin: &Path, port: u16, run_dir: &Path) -> Result<Ser
     for setting in ["--createTableMs", "--deleteTableMs", "--updateTableMs"] {
         args.extend([setting.to_owned(), "0".to_owned()]);
     }
-    let mut service = Service::spawn("dynalite", bin, &args, run_dir.join("dynalite.log"))?;
-    service
-        .wait_for_port(
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_secs(30),
-        )
-        .await?;
-    Ok(service)
+    Service::start(
+        "dynalite",
+        bin,
+        &args,
+        run_dir.join("dynalite.log"),
+        port,
+        30,
+    )
+    .await
 }

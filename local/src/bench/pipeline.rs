@@ -398,16 +398,7 @@ async fn naive_ticks(
             .item("spread", AttributeValue::N(tick.spread.to_string()))
             .send()
     });
-    let results: Vec<_> = futures::stream::iter(puts)
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    for r in results {
-        r.map_err(|e| {
-            anyhow::anyhow!(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
-        })?;
-    }
-    Ok(())
+    send_all(puts, concurrency).await
 }
 
 /// The straightforward usage writer: each row added to its hourly item on its own, unguarded
@@ -447,7 +438,18 @@ async fn naive_usage(
                 .send(),
         );
     }
-    let results: Vec<_> = futures::stream::iter(updates)
+    send_all(updates, concurrency).await
+}
+
+/// Sends every request, `concurrency` at a time; the first failure is the error.
+async fn send_all<T, E>(
+    requests: impl IntoIterator<Item = impl Future<Output = Result<T, E>>>,
+    concurrency: usize,
+) -> Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let results: Vec<_> = futures::stream::iter(requests)
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
