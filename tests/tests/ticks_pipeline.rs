@@ -240,7 +240,7 @@ async fn malformed_records_go_to_the_dead_letter_queue_and_the_rest_is_stored() 
     assert_eq!(letters[1].source, "tick-data/2@10001");
     assert_eq!(
         letters[1].reason,
-        "not a JSON object: invalid JSON at byte 35: ',' or '}'"
+        "not a JSON object: EOF while parsing an object at line 1 column 35"
     );
     assert_eq!(
         letters[1].value_text.as_deref(),

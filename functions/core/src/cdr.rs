@@ -367,78 +367,21 @@ fn bounded(
     }
 }
 
-/// The value of 1 to 19 ASCII digits; `None` for anything else. Up to 16 digits are read eight
-/// at a time, without a branch per digit.
+/// The value of 1 to 19 ASCII digits (every such value fits a `u64`); `None` for anything else.
 fn parse_digits(b: &[u8]) -> Option<u64> {
-    match b.len() {
-        1..=8 => parse8(b),
-        9..=16 => {
-            let (high, low) = b.split_at(b.len() - 8);
-            Some(parse8(high)? * 100_000_000 + parse8(low)?)
-        }
-        17..=19 => b.iter().try_fold(0u64, |n, d| {
-            d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
-        }),
-        _ => None,
+    if b.len() > 19 {
+        return None;
     }
+    parse_u64(b)
 }
 
-/// Any `u64` as `to_string` writes it, up to 20 digits: a record's line number, which
-/// `encode_record` writes whatever it is.
+/// Any `u64` as `to_string` writes it (digits only: no sign, no space), up to 20 digits: a
+/// record's line number, which `encode_record` writes whatever it is.
 fn parse_u64(b: &[u8]) -> Option<u64> {
-    match b {
-        [high @ .., last] if b.len() == 20 && last.is_ascii_digit() => parse_digits(high)?
-            .checked_mul(10)?
-            .checked_add(u64::from(last - b'0')),
-        _ => parse_digits(b),
-    }
-}
-
-/// Up to 8 bytes as one word, the first byte lowest, zeros after: at most two (overlapping)
-/// loads, no per-byte loop. `None` for more than 8 bytes.
-#[inline]
-fn load_word(b: &[u8]) -> Option<u64> {
-    let len = b.len();
-    Some(match len {
-        8 => u64::from_le_bytes(*b.first_chunk::<8>()?),
-        4..=7 => {
-            let first = u64::from(u32::from_le_bytes(*b.first_chunk::<4>()?));
-            let last = u64::from(u32::from_le_bytes(*b.last_chunk::<4>()?));
-            first | last << (8 * (len - 4))
-        }
-        2 | 3 => {
-            let first = u64::from(u16::from_le_bytes(*b.first_chunk::<2>()?));
-            let last = u64::from(u16::from_le_bytes(*b.last_chunk::<2>()?));
-            first | last << (8 * (len - 2))
-        }
-        1 => u64::from(b[0]),
-        0 => 0,
-        _ => return None,
-    })
-}
-
-/// The value of 1 to 8 ASCII digits, read as one word.
-#[inline]
-fn parse8(b: &[u8]) -> Option<u64> {
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
-    const HIGH: u64 = 0xf0f0_f0f0_f0f0_f0f0;
-    let len = b.len();
-    if len == 0 {
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let x = load_word(b)?;
-    // Right-aligned, with leading zeros that change nothing.
-    let pad = 8 * (8 - len as u32);
-    let x = (x << pad) | (ZEROS & ((1u64 << pad) - 1));
-    // Every byte in 0x30..=0x39: its high nibble is 3, and still 3 with 6 added.
-    if x & HIGH != ZEROS || x.wrapping_add(0x0606_0606_0606_0606) & HIGH != ZEROS {
-        return None;
-    }
-    // The first digit is the lowest byte: pairs, then fours, then all eight.
-    let d = x - ZEROS;
-    let pairs = (d * 10 + (d >> 8)) & 0x00ff_00ff_00ff_00ff;
-    let fours = (pairs * 100 + (pairs >> 16)) & 0x0000_ffff_0000_ffff;
-    Some((fours * 10_000 + (fours >> 32)) & 0xffff_ffff)
+    std::str::from_utf8(b).ok()?.parse().ok()
 }
 
 fn time(field: &'static str, b: &[u8]) -> Result<Timestamp, RowRejection> {
@@ -647,65 +590,18 @@ pub struct CdrRecord<'a> {
     pub usage: Usage,
 }
 
-/// The fields of a record without quotes: at most 16, no allocation. Commas are found 64 bytes
-/// at a time: a mask with a bit per comma, built eight bytes at a time, whose bits are then
-/// visited in order.
+/// The fields of a record without quotes: at most 16, no allocation (commas found by `memchr`).
 /// They are written into `fields` (no copy of the array on return); returns how many.
 fn split_plain<'a>(value: &'a [u8], fields: &mut [&'a [u8]; 16]) -> Option<usize> {
     let mut n = 0;
     let mut start = 0;
-    let mut visit = |mut mask: u64, base: usize| -> Option<()> {
-        while mask != 0 {
-            let at = base + mask.trailing_zeros() as usize;
-            *fields.get_mut(n)? = &value[start..at];
-            n += 1;
-            start = at + 1;
-            mask &= mask - 1;
-        }
-        Some(())
-    };
-    let mut blocks = value.chunks_exact(64);
-    let mut base = 0;
-    for block in &mut blocks {
-        visit(comma_mask(block), base)?;
-        base += 64;
+    for at in memchr::memchr_iter(b',', value) {
+        *fields.get_mut(n)? = &value[start..at];
+        n += 1;
+        start = at + 1;
     }
-    visit(comma_mask(blocks.remainder()), base)?;
     *fields.get_mut(n)? = &value[start..];
     Some(n + 1)
-}
-
-/// A bit per byte of `block` (at most 64 bytes) that is a comma.
-#[inline]
-fn comma_mask(block: &[u8]) -> u64 {
-    let mut words = block.chunks_exact(8);
-    let mut mask = 0;
-    let mut k = 0;
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        mask |= comma_byte(u64::from_le_bytes(bytes)) << (8 * k);
-        k += 1;
-    }
-    // The last bytes, zeros after them (no commas).
-    if let Some(last) = load_word(words.remainder())
-        && k < 8
-    {
-        mask |= comma_byte(last) << (8 * k);
-    }
-    mask
-}
-
-/// A bit per byte of `word` that is a comma, the first byte's lowest.
-#[inline]
-fn comma_byte(word: u64) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const COMMAS: u64 = 0x2c2c_2c2c_2c2c_2c2c;
-    let x = word ^ COMMAS;
-    // 0x80 in each byte that was a comma (exactly: no carry crosses bytes).
-    let high = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
-    // Gather the eight flags into one byte.
-    ((high >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
 }
 
 impl<'a> CdrRecord<'a> {
@@ -829,51 +725,9 @@ impl UsageTotals {
 /// A row's identity within a fold: the file (an index into `UsageFold::files`) and the line.
 pub type FoldedRow = (u32, u64);
 
-/// A small, fast hasher for the fold's keys (integers and short byte strings of trusted origin:
-/// no defence against chosen collisions is needed within one batch).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct FoldHasher(u64);
-
-impl std::hash::Hasher for FoldHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-        let mut tail = [0u8; 8];
-        let rest = chunks.remainder();
-        tail[..rest.len()].copy_from_slice(rest);
-        self.write_u64(u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 56));
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_i64(&mut self, n: i64) {
-        self.write_u64(n as u64);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-}
-
-type FoldMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FoldHasher>>;
+/// The fold's maps hash with rustc's FxHash: its keys are integers and short byte strings of
+/// trusted origin (no defence against chosen collisions is needed within one batch).
+type FoldMap<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// What became of one record of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -885,26 +739,6 @@ pub enum Folded<'p> {
         payload: Option<&'p [u8]>,
         reason: String,
     },
-}
-
-/// How many records ahead `UsageFold::fold_records` starts fetching a payload.
-const PREFETCH_AHEAD: usize = 8;
-
-/// Asks the CPU to bring `bytes` into the cache, a line at a time, without waiting for them.
-#[inline(always)]
-fn prefetch(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in bytes.chunks(64) {
-        // SAFETY: a prefetch is a hint that never faults, whatever the address; SSE, which it
-        // needs, is part of every x86_64 target.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                line.as_ptr().cast(),
-            );
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
 }
 
 /// Lines below this are remembered in a bitset per file (128 KiB at most per file)...
@@ -1027,11 +861,6 @@ impl UsageFold {
     ) {
         let mut buf = Vec::with_capacity(256);
         for (i, record) in records.iter().enumerate() {
-            // The records' payloads lie apart in memory: start fetching one a few records ahead
-            // so that it is in the cache when its turn comes.
-            if let Some(ahead) = records.get(i + PREFETCH_AHEAD).and_then(|r| r.data) {
-                prefetch(ahead.as_bytes());
-            }
             match record.payload(&mut buf) {
                 Ok(payload) => match CdrRecord::decode(payload) {
                     Ok(r) => match self.add(&r) {

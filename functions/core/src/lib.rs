@@ -6,7 +6,6 @@ pub mod cdr_generator;
 pub mod dead_letter;
 pub mod event;
 pub mod indicators;
-pub mod json;
 pub mod latest;
 pub mod metrics;
 pub mod quotes;

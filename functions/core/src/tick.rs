@@ -4,8 +4,9 @@
 //! "ask_price": 1.7598, "spread": 0.043}`: exactly these fields, each with its JSON type. A record
 //! that breaks a rule is rejected with the rule it broke, so the dead-letter destination says why.
 
-use crate::json::{JsonSyntaxError, JsonValue, ObjectScanner, as_text};
 use crate::time::{Timestamp, TimestampError};
+use serde::de::{DeserializeSeed, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 /// The longest symbol accepted (Yahoo symbols such as `HDFCBANK.NS` or `EURUSD=X` are far shorter).
@@ -27,8 +28,9 @@ pub struct Tick {
 /// Why a tick was rejected. The `Display` text is what the dead-letter destination records.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TickRejection {
+    /// serde_json's account of the syntax error, with its line and column.
     #[error("not a JSON object: {0}")]
-    Syntax(#[from] JsonSyntaxError),
+    Syntax(String),
     #[error("missing field `{0}`")]
     MissingField(&'static str),
     #[error("field `{field}` must be {expected}, found {found}")]
@@ -62,37 +64,31 @@ pub enum TickRejection {
 const FIELDS: [&str; 5] = ["timestamp", "pair_name", "bid_price", "ask_price", "spread"];
 
 impl Tick {
-    /// Decodes and validates one record value.
+    /// Decodes and validates one record value. serde_json reads the object (its syntax, its
+    /// strings' escapes and UTF-8) and hands each member over as its raw text, so that a member
+    /// of the wrong type, a duplicate or an unknown name is named in the reason.
     pub fn decode(value: &[u8]) -> Result<Tick, TickRejection> {
-        let mut scanner = ObjectScanner::new(value)?;
-        let mut timestamp: Option<Cow<'_, [u8]>> = None;
-        let mut pair: Option<Cow<'_, [u8]>> = None;
-        let mut bid: Option<f64> = None;
-        let mut ask: Option<f64> = None;
-        let mut spread: Option<f64> = None;
-        while let Some((name, value)) = scanner.next_member()? {
-            match name.as_ref() {
-                b"timestamp" => set(&mut timestamp, 0, string(0, value)?)?,
-                b"pair_name" => set(&mut pair, 1, string(1, value)?)?,
-                b"bid_price" => set(&mut bid, 2, number(2, value)?)?,
-                b"ask_price" => set(&mut ask, 3, number(3, value)?)?,
-                b"spread" => set(&mut spread, 4, number(4, value)?)?,
-                other => {
-                    return Err(TickRejection::UnknownField(
-                        String::from_utf8_lossy(other).into_owned(),
-                    ));
-                }
-            }
+        let mut fields = Fields::default();
+        let mut de = serde_json::Deserializer::from_slice(value);
+        let parsed = Members(&mut fields)
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+        // A member's own fault comes first: it stands before anything wrong further on.
+        if let Some(problem) = fields.problem {
+            return Err(problem);
         }
-        let timestamp = timestamp.ok_or(TickRejection::MissingField(FIELDS[0]))?;
-        let pair = pair.ok_or(TickRejection::MissingField(FIELDS[1]))?;
-        let bid = bid.ok_or(TickRejection::MissingField(FIELDS[2]))?;
-        let ask = ask.ok_or(TickRejection::MissingField(FIELDS[3]))?;
-        let spread = spread.ok_or(TickRejection::MissingField(FIELDS[4]))?;
+        parsed.map_err(|e| TickRejection::Syntax(e.to_string()))?;
+        let timestamp = fields
+            .timestamp
+            .ok_or(TickRejection::MissingField(FIELDS[0]))?;
+        let pair = fields.pair.ok_or(TickRejection::MissingField(FIELDS[1]))?;
+        let bid = fields.bid.ok_or(TickRejection::MissingField(FIELDS[2]))?;
+        let ask = fields.ask.ok_or(TickRejection::MissingField(FIELDS[3]))?;
+        let spread = fields
+            .spread
+            .ok_or(TickRejection::MissingField(FIELDS[4]))?;
 
-        let timestamp = Timestamp::parse_bytes(&timestamp)?;
-        let pair =
-            as_text(pair).ok_or_else(|| TickRejection::Symbol("(not UTF-8 text)".to_owned()))?;
+        let timestamp = Timestamp::parse_bytes(timestamp.as_bytes())?;
         let printable = if pair.is_ascii() {
             pair.bytes().all(|b| b.is_ascii_graphic())
         } else {
@@ -174,6 +170,65 @@ fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
 }
 
+/// A tick's members as found, before their rules are checked, and the first member at fault.
+#[derive(Default)]
+struct Fields<'a> {
+    timestamp: Option<Cow<'a, str>>,
+    pair: Option<Cow<'a, str>>,
+    bid: Option<f64>,
+    ask: Option<f64>,
+    spread: Option<f64>,
+    problem: Option<TickRejection>,
+}
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, name: &str, value: &'a RawValue) -> Result<(), TickRejection> {
+        match name {
+            "timestamp" => set(&mut self.timestamp, 0, string(0, value)?),
+            "pair_name" => set(&mut self.pair, 1, string(1, value)?),
+            "bid_price" => set(&mut self.bid, 2, number(2, value)?),
+            "ask_price" => set(&mut self.ask, 3, number(3, value)?),
+            "spread" => set(&mut self.spread, 4, number(4, value)?),
+            other => Err(TickRejection::UnknownField(other.to_owned())),
+        }
+    }
+}
+
+/// Reads an object's members into `Fields`, each value as its raw JSON text.
+struct Members<'f, 'a>(&'f mut Fields<'a>);
+
+/// A member's name, borrowed from the record unless it has escapes.
+#[derive(serde::Deserialize)]
+struct Name<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> DeserializeSeed<'de> for Members<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Members<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Name(name)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            if self.0.problem.is_none()
+                && let Err(problem) = self.0.take(&name, value)
+            {
+                self.0.problem = Some(problem);
+            }
+        }
+        Ok(())
+    }
+}
+
 fn set<T>(slot: &mut Option<T>, field: usize, value: T) -> Result<(), TickRejection> {
     if slot.is_some() {
         return Err(TickRejection::DuplicateField(FIELDS[field]));
@@ -182,30 +237,46 @@ fn set<T>(slot: &mut Option<T>, field: usize, value: T) -> Result<(), TickReject
     Ok(())
 }
 
-fn string(field: usize, value: JsonValue<'_>) -> Result<Cow<'_, [u8]>, TickRejection> {
-    match value {
-        JsonValue::String(s) => Ok(s),
-        other => Err(TickRejection::WrongType {
+/// The JSON kind of a valid value's text, for reasons.
+fn kind(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+fn string(field: usize, value: &RawValue) -> Result<Cow<'_, str>, TickRejection> {
+    match kind(value.get()) {
+        "a string" => serde_json::from_str::<Name<'_>>(value.get())
+            .map(|name| name.0)
+            .map_err(|e| TickRejection::Syntax(e.to_string())),
+        found => Err(TickRejection::WrongType {
             field: FIELDS[field],
             expected: "a string",
-            found: other.kind(),
+            found,
         }),
     }
 }
 
-fn number(field: usize, value: JsonValue<'_>) -> Result<f64, TickRejection> {
-    match value {
-        JsonValue::Number(n) => match n.to_f64() {
-            v if v.is_finite() => Ok(v),
+/// A number as the nearest double (infinite past `f64::MAX`, which is refused).
+fn number(field: usize, value: &RawValue) -> Result<f64, TickRejection> {
+    let text = value.get();
+    match kind(text) {
+        "a number" => match text.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
             _ => Err(TickRejection::NotFinite {
                 field: FIELDS[field],
-                text: String::from_utf8_lossy(n.text).into_owned(),
+                text: text.to_owned(),
             }),
         },
-        other => Err(TickRejection::WrongType {
+        found => Err(TickRejection::WrongType {
             field: FIELDS[field],
             expected: "a number",
-            found: other.kind(),
+            found,
         }),
     }
 }
@@ -295,13 +366,33 @@ mod tests {
             reject(&GOOD.replace("MRVZAR", "MRV ZAR")),
             "field `pair_name` must be 1 to 32 printable characters without spaces, found \"MRV ZAR\""
         );
+        // Syntax errors are serde_json's, with where they were found.
         assert_eq!(
             reject("not json"),
-            "not a JSON object: invalid JSON at byte 0: '{' (a JSON object)"
+            "not a JSON object: expected ident at line 1 column 2"
+        );
+        assert_eq!(
+            reject("[1.7168]"),
+            "not a JSON object: invalid type: sequence, expected a JSON object at line 1 column 0"
         );
         assert_eq!(
             reject(&GOOD[..40]),
-            "not a JSON object: invalid JSON at byte 40: a closing '\"'"
+            "not a JSON object: EOF while parsing a string at line 1 column 40"
+        );
+        assert_eq!(
+            reject(&format!("{GOOD} x")),
+            "not a JSON object: trailing characters at line 1 column 127"
+        );
+        let mut not_utf8 = GOOD.as_bytes().to_vec();
+        not_utf8[50] = 0xff;
+        assert_eq!(
+            Tick::decode(&not_utf8).unwrap_err().to_string(),
+            "not a JSON object: invalid unicode code point at line 1 column 51"
+        );
+        // A member at fault is named even when the text goes wrong after it.
+        assert_eq!(
+            reject(&GOOD.replace("\"spread\": 0.043}", "\"volume\": 3, \"spread\": ")),
+            "unknown field `volume`"
         );
     }
 
