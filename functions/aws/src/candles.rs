@@ -26,12 +26,15 @@
 //! 1. read the state (version v); the candles to (re)compute start at the earliest of: the candle
 //!    after the last closed one, a `pending` mark left by a writer that may not have finished, and
 //!    the earliest candle this writer changed if that one was already closed (a late tick);
-//! 2. take the states before that point (the stored state, or, when rewinding, the snapshot stored
-//!    on the candle just before it), fold the closed candles from there;
+//! 2. take the states before that point (the stored state, or, when rewinding, the snapshot on the
+//!    nearest candle before it that carries one, the candles between folded again unwritten), fold
+//!    the closed candles from there;
 //! 3. commit the new state as version v+1 with `pending` = the first recomputed candle, on the
 //!    condition that the version is still v (else start over from 1);
-//! 4. write each recomputed candle's values and the snapshot of the states after it, tagged v+1,
-//!    refused on a candle already written by a newer version;
+//! 4. write each recomputed candle's values, tagged v+1, refused on a candle already written by a
+//!    newer version; every `SNAPSHOT_EVERY`-th of them (counted from the newest, which always has
+//!    one) also carries the snapshot of the states after it, and the others lose any snapshot an
+//!    earlier pass left, which no longer follows from the candles before it;
 //! 5. clear `pending` if the version is still v+1.
 //!
 //! A writer that loses the race at 3 wrote nothing; one that crashes or is overtaken during 4
@@ -55,6 +58,10 @@ pub const BAR_WEIGHT: u64 = 1 << 40;
 const MAX_CONFLICTS: u32 = 20;
 /// Writes in flight at once.
 const CONCURRENCY: usize = 8;
+/// Closed candles carry the indicator states after them (about 1.6 KB) one in this many, and the
+/// newest of every pass: a rewind starts from the nearest before it and folds the few between
+/// again, so that the other candles stay small (a write of one is one unit, not two or three).
+pub const SNAPSHOT_EVERY: usize = 10;
 /// Candles an advance takes at a time by default (each with its indicator snapshot, about 2 KB,
 /// in memory).
 pub const REWIND_PAGE: usize = 500;
@@ -426,34 +433,54 @@ impl CandleStore {
         })
     }
 
-    /// The last candle of a series that starts before `before`.
-    async fn candle_before(
+    /// The indicator states just before `before`: the snapshot on the newest candle before it
+    /// that carries one (every `SNAPSHOT_EVERY`-th closed candle does), and that candle's start,
+    /// from which the candles up to `before` are folded again. The states of a fresh series
+    /// (`None`) when no candle before it carries a snapshot of the `price` basis.
+    async fn snapshot_before(
         &self,
         series: &str,
         before: Timestamp,
-    ) -> Result<Option<StoredCandle>, AwsError> {
-        let page = send_with_retry(&self.retry, || {
-            self.counts.queries.fetch_add(1, Ordering::Relaxed);
-            self.client
-                .query()
-                .table_name(&self.candles_table.name)
-                .consistent_read(true)
-                .key_condition_expression("#series = :s AND #start < :before")
-                .expression_attribute_names("#series", "series")
-                .expression_attribute_names("#start", "start")
-                .expression_attribute_values(":s", AttributeValue::S(series.to_owned()))
-                .expression_attribute_values(":before", AttributeValue::S(start_key(before)))
-                .scan_index_forward(false)
-                .limit(1)
-                .send()
-        })
-        .await
-        .map_err(|e| e.doing(format!("querying candles of {series}"), &self.candles_table))?;
-        match page.items().first() {
-            Some(item) => stored_candle(item)
-                .map(Some)
-                .ok_or_else(|| malformed(&self.candles_table, item)),
-            None => Ok(None),
+        price: Price,
+    ) -> Result<(IndicatorSet, Option<Timestamp>), AwsError> {
+        let mut page_start: Option<Item> = None;
+        loop {
+            let page = send_with_retry(&self.retry, || {
+                self.counts.queries.fetch_add(1, Ordering::Relaxed);
+                self.client
+                    .query()
+                    .table_name(&self.candles_table.name)
+                    .consistent_read(true)
+                    .key_condition_expression("#series = :s AND #start < :before")
+                    .expression_attribute_names("#series", "series")
+                    .expression_attribute_names("#start", "start")
+                    .expression_attribute_names("#snapshot", "snapshot")
+                    .projection_expression("#start, #snapshot")
+                    .expression_attribute_values(":s", AttributeValue::S(series.to_owned()))
+                    .expression_attribute_values(":before", AttributeValue::S(start_key(before)))
+                    .scan_index_forward(false)
+                    .limit(SNAPSHOT_EVERY as i32 + 1)
+                    .set_exclusive_start_key(page_start.clone())
+                    .send()
+            })
+            .await
+            .map_err(|e| e.doing(format!("querying candles of {series}"), &self.candles_table))?;
+            for item in page.items() {
+                let Some(snapshot) = text(item, "snapshot") else {
+                    continue;
+                };
+                let start = text(item, "start")
+                    .and_then(|s| Timestamp::parse(s).ok())
+                    .ok_or_else(|| malformed(&self.candles_table, item))?;
+                return Ok(match serde_json::from_str::<IndicatorSet>(snapshot) {
+                    Ok(set) if set.price == price => (set, Some(start)),
+                    _ => (IndicatorSet::new(price), None),
+                });
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => page_start = Some(key.clone()),
+                _ => return Ok((IndicatorSet::new(price), None)),
+            }
         }
     }
 
@@ -560,10 +587,24 @@ impl CandleStore {
                 Rewind::All => {}
             }
 
-            // One candle past the page tells whether the page's last candle has a later one.
+            let rewinding = from.is_some() && from != next_open;
+            // The states to fold from, and the candle they stand after (`None`: the start).
+            let (mut set, after) = match (from, &state) {
+                (Some(_), Some(s)) if !rewinding => (s.set.clone(), last_closed),
+                (Some(f), _) => self.snapshot_before(series, f, price).await?,
+                (None, _) => (IndicatorSet::new(price), None),
+            };
+            // No snapshot before `from`: the whole series is computed again.
+            if after.is_none() {
+                from = None;
+            }
+            // Candles between the snapshot and `from` are folded again, not written: they are
+            // unchanged. One candle past the page tells whether its last candle has a later one.
             let page = self.rewind_page;
+            // Candles start on their interval's boundaries: the next one after `after`.
+            let fold_from = after.map(|a| Timestamp::from_micros(a.micros() + interval.micros()));
             let candles = self
-                .query_at_most(series, from, None, page.saturating_add(1))
+                .query_at_most(series, fold_from, None, page.saturating_add(1))
                 .await?;
             let more = candles.len() > page;
             let closing = if more {
@@ -573,23 +614,16 @@ impl CandleStore {
             } else {
                 candles.len().saturating_sub(1)
             };
-            let rewinding = from.is_some() && from != next_open;
             if closing == 0 && !rewinding && !fresh {
                 return Ok((Advanced::default(), false));
             }
-            let mut set = match (from, &state) {
-                (Some(_), Some(s)) if !rewinding => s.set.clone(),
-                (Some(f), _) => self
-                    .candle_before(series, f)
-                    .await?
-                    .and_then(|c| c.snapshot)
-                    .and_then(|s| serde_json::from_str::<IndicatorSet>(&s).ok())
-                    .filter(|s| s.price == price)
-                    .unwrap_or_else(|| IndicatorSet::new(price)),
-                (None, _) => IndicatorSet::new(price),
-            };
+            let changed = |start: Timestamp| from.is_none_or(|f| start >= f);
+            let writes = candles[..closing]
+                .iter()
+                .filter(|c| changed(c.candle.start))
+                .count();
 
-            let mut computed = Vec::with_capacity(closing);
+            let mut computed = Vec::with_capacity(writes);
             for c in &candles[..closing] {
                 let k = &c.candle;
                 let values = set.update(&Ohlc {
@@ -598,12 +632,20 @@ impl CandleStore {
                     low: k.low,
                     close: k.close,
                 });
-                let snapshot = to_json(&set)?;
+                if !changed(k.start) {
+                    continue;
+                }
+                // A snapshot on every `SNAPSHOT_EVERY`-th candle written, counted from the newest.
+                let snapshot = if (writes - computed.len() - 1) % SNAPSHOT_EVERY == 0 {
+                    Some(to_json(&set)?)
+                } else {
+                    None
+                };
                 computed.push((k.start, k.close, values, snapshot));
             }
             // With more to take, the state says where this page ended, so that the next page
             // (or, after a crash, the next writer) goes on from there.
-            let page_last = computed.last().map(|c| c.0);
+            let page_last = candles[..closing].last().map(|c| c.candle.start);
             let new_last = if more {
                 page_last
             } else {
@@ -623,7 +665,7 @@ impl CandleStore {
             let writes: Vec<_> = computed
                 .iter()
                 .map(|(start, _, values, snapshot)| {
-                    self.write_values(series, *start, values, snapshot, committed)
+                    self.write_values(series, *start, values, snapshot.as_deref(), committed)
                 })
                 .collect();
             let results: Vec<Result<(), AwsError>> = futures::stream::iter(writes)
@@ -700,18 +742,18 @@ impl CandleStore {
         series: &str,
         start: Timestamp,
         values: &IndicatorValues,
-        snapshot: &str,
+        snapshot: Option<&str>,
         version: u64,
     ) -> Result<(), AwsError> {
         let values = to_json(values)?;
         let result = send_with_retry(&self.retry, || {
             self.counts.value_writes.fetch_add(1, Ordering::Relaxed);
-            self.client
+            let update = self
+                .client
                 .update_item()
                 .table_name(&self.candles_table.name)
                 .key("series", AttributeValue::S(series.to_owned()))
                 .key("start", AttributeValue::S(start_key(start)))
-                .update_expression("SET #i = :i, #s = :s, #iv = :v")
                 .condition_expression(
                     "attribute_exists(#w) AND (attribute_not_exists(#iv) OR #iv <= :v)",
                 )
@@ -720,9 +762,16 @@ impl CandleStore {
                 .expression_attribute_names("#iv", "indicators_version")
                 .expression_attribute_names("#w", "weight")
                 .expression_attribute_values(":i", AttributeValue::S(values.clone()))
-                .expression_attribute_values(":s", AttributeValue::S(snapshot.to_owned()))
-                .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
-                .send()
+                .expression_attribute_values(":v", AttributeValue::N(version.to_string()));
+            // A snapshot written by an earlier pass is removed: it no longer follows from the
+            // candles before it.
+            match snapshot {
+                Some(snapshot) => update
+                    .update_expression("SET #i = :i, #s = :s, #iv = :v")
+                    .expression_attribute_values(":s", AttributeValue::S(snapshot.to_owned())),
+                None => update.update_expression("SET #i = :i, #iv = :v REMOVE #s"),
+            }
+            .send()
         })
         .await;
         match result {
