@@ -57,7 +57,7 @@ pub const BAR_WEIGHT: u64 = 1 << 40;
 /// Times a series' advance starts over after losing a race before giving up.
 const MAX_CONFLICTS: u32 = 20;
 /// Writes in flight at once.
-const CONCURRENCY: usize = 8;
+const CONCURRENCY: usize = crate::retry::MAX_IN_FLIGHT;
 /// Closed candles carry the indicator states after them (about 1.6 KB) one in this many, and the
 /// newest of every pass: a rewind starts from the nearest before it and folds the few between
 /// again, so that the other candles stay small (a write of one is one unit, not two or three).

@@ -56,8 +56,8 @@ use wtc_core::time::Timestamp;
 
 /// DynamoDB's limit on the requests of one `BatchWriteItem` call.
 pub const BATCH_WRITE_LIMIT: usize = 25;
-/// Calls in flight at once for one batch.
-const CONCURRENCY: usize = 8;
+/// Calls in flight at once for one batch: as many as the store lets be in flight.
+const CONCURRENCY: usize = crate::retry::MAX_IN_FLIGHT;
 
 /// Ticks (indices into a batch) that could not be stored, with the error: transient or the
 /// deployment's (the batch is delivered again), or the tick's own (it is dead-lettered).

@@ -34,8 +34,9 @@ use wtc_core::time::Timestamp;
 
 /// Row names per conditional update (keeps the condition expression well within its limit).
 const ROWS_PER_UPDATE: usize = 40;
-/// Items written at once.
-const CONCURRENCY: usize = 8;
+/// Items written at once: as many as the store lets be in flight (a batch of 500 rows is about 500
+/// updates, so a small number here means many round trips in a row).
+const CONCURRENCY: usize = crate::retry::MAX_IN_FLIGHT;
 
 /// `2024-01-01 13:00:00#data#video`: items of one MSISDN sort by hour.
 pub fn bucket_key(hour: Timestamp, usage_type: UsageType) -> String {

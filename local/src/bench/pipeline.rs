@@ -35,6 +35,8 @@ const TEMPLATE: &str = include_str!("../../../infra/template.yaml");
 /// Tables of the straightforward design, beside the real ones.
 const NAIVE_TICKS: &str = "wtc-naive-ticks";
 const NAIVE_USAGE: &str = "wtc-naive-usage";
+/// The API's name in the figures.
+const API: &str = "api";
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -49,6 +51,10 @@ pub struct PipelineLoad {
     pub service_time: Duration,
     /// Requests the straightforward design has in flight at once.
     pub naive_concurrency: usize,
+    /// API requests sent after the pipelines have filled the tables, one at a time.
+    pub api_requests: usize,
+    /// API requests per second (requests start on a fixed schedule, as independent clients send them).
+    pub api_rate: u32,
 }
 
 /// AWS list prices, from `infra/prices.json`.
@@ -61,6 +67,7 @@ pub struct Prices {
     pub dynamodb_read_request_units_per_million: f64,
     pub lambda_arm64_gb_second: f64,
     pub lambda_requests_per_million: f64,
+    pub api_gateway_http_requests_per_million: f64,
 }
 
 impl Prices {
@@ -101,6 +108,8 @@ pub struct DesignFigures {
     pub round_trips_p50: usize,
     pub round_trips_max: usize,
     pub tables: BTreeMap<String, Tally>,
+    /// For the API: each route's handler p99 with the waits for DynamoDB taken out.
+    pub handler_p99: Vec<(String, Duration)>,
 }
 
 impl DesignFigures {
@@ -128,6 +137,11 @@ impl DesignFigures {
                 * million
                 * prices.lambda_arm64_gb_second
             + per_record(self.batches as f64) * prices.lambda_requests_per_million
+            + if self.function == API {
+                prices.api_gateway_http_requests_per_million
+            } else {
+                0.0
+            }
     }
 }
 
@@ -182,10 +196,11 @@ async fn measure(load: &PipelineLoad, stack: &LocalStack) -> Result<Vec<DesignFi
             ("process-ticks", "exactly once"),
             &tick_batches,
             &proxy.meter,
+            None,
             move |event| async move {
                 let outcome = function.handle(event).await;
                 match outcome.error {
-                    None if outcome.report.failed == 0 => Ok(()),
+                    None if outcome.report.failed == 0 => Ok(outcome.report.records as u64),
                     _ => bail!("a batch failed: {:?}", outcome.error),
                 }
             },
@@ -197,13 +212,16 @@ async fn measure(load: &PipelineLoad, stack: &LocalStack) -> Result<Vec<DesignFi
             ("process-ticks", "one write per tick"),
             &tick_batches,
             &proxy.meter,
+            None,
             move |event| naive_ticks(client_ref, event, load.naive_concurrency),
         )
         .await?,
     );
 
+    let mut subscribers = Vec::new();
     for (kind, topic) in [(CdrKind::Data, "cdr-data"), (CdrKind::Voice, "cdr-voice")] {
         let rows = cdr_records(kind, load.cdr_pairs);
+        subscribers.extend(rows.iter().map(|(msisdn, _)| msisdn.clone()));
         let batches = batches(topic, &rows, load.batch_size);
         eprintln!(
             "aggregate-usage: {} {} rows in {} batches",
@@ -221,10 +239,11 @@ async fn measure(load: &PipelineLoad, stack: &LocalStack) -> Result<Vec<DesignFi
                 (function_name(kind), "exactly once"),
                 &batches,
                 &proxy.meter,
+                None,
                 move |event| async move {
                     let outcome = function.handle(event).await;
                     match outcome.error {
-                        None => Ok(()),
+                        None => Ok(outcome.report.records as u64),
                         Some(e) => bail!("a batch failed: {e:?}"),
                     }
                 },
@@ -236,12 +255,119 @@ async fn measure(load: &PipelineLoad, stack: &LocalStack) -> Result<Vec<DesignFi
                 (function_name(kind), "one ADD per row"),
                 &batches,
                 &proxy.meter,
+                None,
                 move |event| naive_usage(client_ref, event, load.naive_concurrency),
             )
             .await?,
         );
     }
+    out.extend(measure_api(load, &sdk, &names, &proxy.meter, &subscribers).await?);
     Ok(out)
+}
+
+/// The API over what the pipelines stored: a mix of market and usage requests, one at a time on a
+/// fixed schedule, served by the real router on loopback (as API Gateway hands each request to a
+/// function); with its response cache, and without it (every request read from DynamoDB).
+async fn measure_api(
+    load: &PipelineLoad,
+    sdk: &aws_config::SdkConfig,
+    names: &Names,
+    meter: &Meter,
+    subscribers: &[String],
+) -> Result<Vec<DesignFigures>> {
+    let credentials = api::Credentials {
+        username: "bench".into(),
+        password: "bench".into(),
+    };
+    let paths = api_paths(subscribers, load.api_requests);
+    let every = Duration::from_secs_f64(1.0 / f64::from(load.api_rate.max(1)));
+    eprintln!(
+        "api: {} requests at {} a second, with and without the response cache",
+        paths.len(),
+        load.api_rate
+    );
+    let http = reqwest::Client::new();
+    let mut out = Vec::new();
+    for (design, cache_ttl) in [
+        ("1 s response cache", api::DEFAULT_CACHE_TTL),
+        ("no cache", Duration::ZERO),
+    ] {
+        let settings = api::ApiSettings {
+            cache_ttl,
+            ..api::ApiSettings::default()
+        };
+        let state = std::sync::Arc::new(crate::provision::api_state(
+            sdk,
+            names,
+            credentials.clone(),
+            settings,
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let app = api::router(state.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let (http, base, credentials) = (&http, &base, &credentials);
+        let figures = run_batches(
+            (API, design),
+            &paths,
+            meter,
+            Some(every),
+            |path| async move {
+                let response = http
+                    .get(format!("{base}{path}"))
+                    .basic_auth(&credentials.username, Some(&credentials.password))
+                    .send()
+                    .await
+                    .with_context(|| format!("GET {path}"))?;
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                if !status.is_success() {
+                    bail!("GET {path}: {status}: {body}");
+                }
+                Ok(1)
+            },
+        )
+        .await;
+        server.abort();
+        let mut figures = figures?;
+        figures.handler_p99 = state
+            .timings
+            .summary()
+            .into_iter()
+            .map(|t| (t.route, t.p99))
+            .collect();
+        out.push(figures);
+    }
+    Ok(out)
+}
+
+/// `n` API requests, round robin over the market endpoints of both pairs and `/data_usage` of
+/// subscribers the CDR files name (with costs, which read the hours' rates).
+fn api_paths(subscribers: &[String], n: usize) -> Vec<String> {
+    let mut market = Vec::new();
+    for pair in ["MRVZAR", "WAKMRV"] {
+        market.push(format!("/latest_price?symbol={pair}"));
+        for interval in ["M1", "M30", "H1"] {
+            market.push(format!(
+                "/candles?symbol={pair}&interval={interval}&sort=desc&limit=100"
+            ));
+        }
+        market.push(format!(
+            "/indicators?symbol={pair}&interval=M1&sort=desc&limit=100"
+        ));
+    }
+    let mut people = subscribers.iter().cycle();
+    (0..n)
+        .map(|i| match (i % (market.len() + 2), people.next()) {
+            (k, _) if k < market.len() => market[k].clone(),
+            (_, Some(msisdn)) => format!(
+                "/data_usage?msisdn={msisdn}&start_time=20240101000000&end_time=20240102235959&include=split,cost"
+            ),
+            (k, None) => market[k % market.len()].clone(),
+        })
+        .collect()
 }
 
 fn function_name(kind: CdrKind) -> &'static str {
@@ -251,32 +377,41 @@ fn function_name(kind: CdrKind) -> &'static str {
     }
 }
 
-/// Every batch through `handle`, timed, with the proxy's tallies of what it sent.
-async fn run_batches<'a, F, Fut>(
+/// Every batch (or request) through `handle`, timed, with the proxy's tallies of what it sent;
+/// `handle` says how many records its item held. With `every`, items start on that schedule.
+async fn run_batches<'a, T, F, Fut>(
     (function, design): (&'static str, &'static str),
-    batches: &'a [SourceEvent],
+    items: &'a [T],
     meter: &Meter,
+    every: Option<Duration>,
     handle: F,
 ) -> Result<DesignFigures>
 where
-    F: Fn(&'a SourceEvent) -> Fut,
-    Fut: Future<Output = Result<()>>,
+    F: Fn(&'a T) -> Fut,
+    Fut: Future<Output = Result<u64>>,
 {
     meter.take_tables();
     let (mut walls, mut trips) = (Vec::new(), Vec::new());
     let mut billed = Duration::ZERO;
     let mut records = 0u64;
-    for (n, event) in batches.iter().enumerate() {
+    let mut schedule = every.map(|every| {
+        let mut schedule = tokio::time::interval(every);
+        schedule.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        schedule
+    });
+    for (n, item) in items.iter().enumerate() {
+        if let Some(schedule) = &mut schedule {
+            schedule.tick().await;
+        }
         meter.take_calls();
         let started = Instant::now();
-        handle(event)
+        records += handle(item)
             .await
             .with_context(|| format!("{function} ({design}), batch {n}"))?;
         let wall = started.elapsed();
         billed += Duration::from_millis(wall.as_micros().div_ceil(1_000) as u64);
         walls.push(wall);
         trips.push(sequential_round_trips(&meter.take_calls()));
-        records += event.records().len() as u64;
     }
     walls.sort_unstable();
     trips.sort_unstable();
@@ -289,13 +424,14 @@ where
         function,
         design,
         records,
-        batches: batches.len(),
+        batches: items.len(),
         wall_p50: pick(&walls, 0.5),
         wall_p99: pick(&walls, 0.99),
         billed,
         round_trips_p50: trips.get(trips.len() / 2).copied().unwrap_or(0),
         round_trips_max: trips.last().copied().unwrap_or(0),
         tables: meter.take_tables(),
+        handler_p99: Vec::new(),
     })
 }
 
@@ -379,13 +515,14 @@ async fn naive_ticks(
     client: &aws_sdk_dynamodb::Client,
     event: &SourceEvent,
     concurrency: usize,
-) -> Result<()> {
+) -> Result<u64> {
     let mut buf = Vec::new();
     let mut ticks = Vec::new();
     for record in event.records() {
         let payload = record.payload(&mut buf).map_err(anyhow::Error::msg)?;
         ticks.push(wtc_core::Tick::decode(payload).map_err(anyhow::Error::msg)?);
     }
+    let n = ticks.len() as u64;
     let puts = ticks.iter().map(|tick| {
         client
             .put_item()
@@ -398,7 +535,7 @@ async fn naive_ticks(
             .item("spread", AttributeValue::N(tick.spread.to_string()))
             .send()
     });
-    send_all(puts, concurrency).await
+    send_all(puts, concurrency).await.map(|()| n)
 }
 
 /// The straightforward usage writer: each row added to its hourly item on its own, unguarded
@@ -407,7 +544,7 @@ async fn naive_usage(
     client: &aws_sdk_dynamodb::Client,
     event: &SourceEvent,
     concurrency: usize,
-) -> Result<()> {
+) -> Result<u64> {
     let records = event.records();
     let mut fold = UsageFold::with_capacity(records.len());
     fold.fold_records(&records, |_, _| {});
@@ -438,7 +575,9 @@ async fn naive_usage(
                 .send(),
         );
     }
-    send_all(updates, concurrency).await
+    send_all(updates, concurrency)
+        .await
+        .map(|()| records.len() as u64)
 }
 
 /// Sends every request, `concurrency` at a time; the first failure is the error.
@@ -521,6 +660,24 @@ pub fn table(
             parts.join("; ")
         ));
     }
+    let handlers: Vec<String> = figures
+        .iter()
+        .filter(|f| !f.handler_p99.is_empty())
+        .map(|f| {
+            let routes: Vec<String> = f
+                .handler_p99
+                .iter()
+                .map(|(route, p99)| format!("{route} {:.2} ms", p99.as_secs_f64() * 1e3))
+                .collect();
+            format!("- {} ({}): {}\n", f.function, f.design, routes.join(", "))
+        })
+        .collect();
+    if !handlers.is_empty() {
+        out.push_str(
+            "\nAPI handler p99 by route, the waits for DynamoDB taken out (`api::HandlerTimings`):\n\n",
+        );
+        out.extend(handlers);
+    }
     out
 }
 
@@ -579,6 +736,7 @@ mod tests {
             dynamodb_read_request_units_per_million: 0.5,
             lambda_arm64_gb_second: 0.000_01,
             lambda_requests_per_million: 0.2,
+            api_gateway_http_requests_per_million: 1.0,
         };
         let mut tables = BTreeMap::new();
         tables.insert(
@@ -600,6 +758,7 @@ mod tests {
             round_trips_p50: 0,
             round_trips_max: 0,
             tables,
+            handler_p99: Vec::new(),
         };
         // Per record: 2 WU ($2/M), 1 RU ($0.5/M), 4 s * 1 GB / 1,000 = 0.004 GB-s (4,000 GB-s
         // per million: $0.04), 0.002 invocations (2,000 per million: $0.0004).

@@ -48,9 +48,15 @@ enum Command {
         /// Milliseconds added to every request (DynamoDB answers in single-digit milliseconds).
         #[arg(long, default_value_t = 5)]
         service_ms: u64,
-        /// Requests the straightforward design keeps in flight.
-        #[arg(long, default_value_t = 8)]
+        /// Requests the straightforward design keeps in flight (as many as the stores allow ours).
+        #[arg(long, default_value_t = wtc_aws::retry::MAX_IN_FLIGHT)]
         naive_concurrency: usize,
+        /// API requests sent after the pipelines (market endpoints and /data_usage in turn).
+        #[arg(long, default_value_t = 1_000)]
+        api_requests: usize,
+        /// API requests per second.
+        #[arg(long, default_value_t = 100)]
+        api_rate: u32,
     },
     /// Every function's release binary started as Lambda starts it, beside a local Lambda
     /// Runtime API: time to its first request for work and to its first answer. Builds the
@@ -93,6 +99,8 @@ async fn main() -> Result<()> {
             batch_size,
             service_ms,
             naive_concurrency,
+            api_requests,
+            api_rate,
         } => {
             let load = PipelineLoad {
                 ticks,
@@ -100,6 +108,8 @@ async fn main() -> Result<()> {
                 batch_size,
                 service_time: Duration::from_millis(service_ms),
                 naive_concurrency,
+                api_requests,
+                api_rate,
             };
             let (prices, memory) = (Prices::listed()?, template_memory_mb()?);
             let figures = pipeline::run(&load).await?;
