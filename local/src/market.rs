@@ -115,11 +115,19 @@ pub async fn candle_table(store: &CandleStore, symbols: &[String]) -> Result<Str
             }
         }
         let span = match (m1.first(), m1.last()) {
-            (Some(a), Some(b)) => format!(
-                "{} to {}",
-                &a.candle.start.to_seconds_string()[..16],
-                &b.candle.start.to_seconds_string()[11..16]
-            ),
+            (Some(a), Some(b)) => {
+                let (a, b) = (
+                    a.candle.start.to_seconds_string(),
+                    b.candle.start.to_seconds_string(),
+                );
+                // The end's date only when it is another day.
+                let end = if a[..10] == b[..10] {
+                    &b[11..16]
+                } else {
+                    &b[..16]
+                };
+                format!("{} to {end}", &a[..16])
+            }
             _ => "no candles".to_owned(),
         };
         let _ = write!(out, "  {symbol:<12} {} ({span})", counts.join(", "));
@@ -129,7 +137,7 @@ pub async fn candle_table(store: &CandleStore, symbols: &[String]) -> Result<Str
                 let _ = writeln!(
                     out,
                     "\n    {} close {:.4} | {}",
-                    &c.candle.start.to_seconds_string()[11..16],
+                    &c.candle.start.to_seconds_string()[..16],
                     c.candle.close,
                     indicator_line(&values)
                 );

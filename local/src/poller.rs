@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -244,6 +244,7 @@ pub struct PollerOptions {
 pub struct KafkaPoller {
     consumer: BoundedClose,
     positions: Mutex<Positions>,
+    stage: Mutex<Stage>,
     options: PollerOptions,
     invoker: Invoker,
     dead_letters: DeadLetterQueue,
@@ -260,6 +261,10 @@ impl KafkaPoller {
             .set("group.id", &options.group_id)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
+            // Read ahead a thousand records per partition and a megabyte per fetch, not
+            // librdkafka's hundred thousand and 50 MB: the stage below does the reading ahead.
+            .set("queued.min.messages", "1000")
+            .set("fetch.max.bytes", "1048576")
             .create()
             .context("creating the Kafka consumer")?;
         // Every partition is assigned here rather than by the group's coordinator: a poller is
@@ -310,6 +315,7 @@ impl KafkaPoller {
         Ok(Self {
             consumer: BoundedClose(Some(consumer)),
             positions: Mutex::new(positions),
+            stage: Mutex::new(Stage::default()),
             options,
             invoker,
             dead_letters,
@@ -342,8 +348,17 @@ impl KafkaPoller {
     /// Waits, at most `within`, until the group's commits cover every record delivered, so that
     /// a poller stopped cleanly resumes where it stopped.
     async fn settle_commits(&self, within: Duration) {
+        let heads = match self.stage.lock() {
+            Ok(stage) => stage.heads(),
+            Err(_) => return,
+        };
+        // Records read ahead but not delivered are not committed: they come again next start.
         let due: Vec<((String, i32), i64)> = match self.positions.lock() {
-            Ok(p) => p.due.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Ok(p) => p
+                .due
+                .iter()
+                .map(|(k, v)| (k.clone(), heads.get(k).copied().unwrap_or(*v)))
+                .collect(),
             Err(_) => return,
         };
         if due.is_empty() {
@@ -374,20 +389,38 @@ impl KafkaPoller {
         tracing::warn!("the last commits were not confirmed within {within:?}");
     }
 
-    /// Up to `batch_size` records, waiting at most the batching window after the first one.
+    /// Up to `batch_size` records of one partition: the partition whose oldest record read
+    /// and not yet delivered is the oldest (by record timestamp). Records are read ahead into a
+    /// stage (at most `STAGED_AT_MOST`) for as long as the consumer has them at hand and the
+    /// batching window since the first one lasts, so that a broker that sends one partition's
+    /// backlog in large slices still yields batches partition after partition, in time order,
+    /// as an event-source mapping's concurrent per-partition batches progress together.
     async fn next_batch(&self, stop: &AtomicBool) -> Result<Vec<KafkaRecord>> {
-        let mut batch = Vec::new();
-        let mut first_at: Option<Instant> = None;
-        while batch.len() < self.options.batch_size && !stop.load(Ordering::Relaxed) {
-            let wait = match first_at {
-                Some(t) => match self.options.batching_window.checked_sub(t.elapsed()) {
+        let mut read_any = false;
+        while !stop.load(Ordering::Relaxed) {
+            let (staged, full, waited) = match self.stage.lock() {
+                Ok(stage) => (
+                    stage.len,
+                    stage.fullest() >= self.options.batch_size,
+                    stage.first_at.map(|t| t.elapsed()),
+                ),
+                Err(_) => bail!("the poller's stage is poisoned"),
+            };
+            if staged >= STAGED_AT_MOST {
+                break;
+            }
+            let wait = match waited {
+                None => Duration::from_millis(200),
+                Some(waited) => match self.options.batching_window.checked_sub(waited) {
+                    // A full batch goes once the consumer has nothing more at hand.
+                    Some(left) if full => left.min(Duration::from_millis(1)),
                     Some(left) => left,
                     None => break,
                 },
-                None => Duration::from_millis(200),
             };
             match tokio::time::timeout(wait, self.consumer.recv()).await {
                 Ok(Ok(message)) => {
+                    read_any = true;
                     let (topic, partition, offset) =
                         (message.topic(), message.partition(), message.offset());
                     let step = match self.positions.lock() {
@@ -397,10 +430,10 @@ impl KafkaPoller {
                         Err(_) => bail!("the poller's positions are poisoned"),
                     };
                     match step {
-                        Step::Deliver => {
-                            batch.push(to_record(&message));
-                            first_at.get_or_insert_with(Instant::now);
-                        }
+                        Step::Deliver => match self.stage.lock() {
+                            Ok(mut stage) => stage.push(to_record(&message)),
+                            Err(_) => bail!("the poller's stage is poisoned"),
+                        },
                         Step::Skip => {}
                         Step::Rewind { due } => {
                             tracing::warn!(
@@ -417,15 +450,23 @@ impl KafkaPoller {
                     // Broker hiccups (a restart, a rebalance) pass: keep what we have and go on.
                     tracing::warn!("consuming: {e}; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    if first_at.is_some() {
+                    if staged > 0 {
                         break;
                     }
                 }
-                Err(_) if first_at.is_some() => break,
-                Err(_) => {}
+                // Nothing more at hand: what is staged goes (nothing staged: the caller asks again).
+                Err(_) if staged > 0 && (full || read_any) => break,
+                Err(_) if staged > 0 => {}
+                Err(_) => break,
             }
         }
-        Ok(batch)
+        if stop.load(Ordering::Relaxed) {
+            return Ok(Vec::new());
+        }
+        match self.stage.lock() {
+            Ok(mut stage) => Ok(stage.take_oldest(self.options.batch_size)),
+            Err(_) => bail!("the poller's stage is poisoned"),
+        }
     }
 
     /// Invokes the function until the batch is done. A transient failure (throttling, timeouts,
@@ -447,8 +488,15 @@ impl KafkaPoller {
             match self.invoker.invoke(&event).await {
                 Ok(invocation) => {
                     tracing::debug!(
-                        "batch of {} done in {:?}: {invocation:?}",
+                        "batch of {} from {} done in {:?}: {invocation:?}",
                         batch.len(),
+                        batch
+                            .first()
+                            .map(|r| format!(
+                                "{}/{}@{} (timestamp {})",
+                                r.topic, r.partition, r.offset, r.timestamp
+                            ))
+                            .unwrap_or_default(),
                         started.elapsed()
                     );
                     invocation.count(batch.len(), progress);
@@ -603,6 +651,66 @@ enum Step {
     },
 }
 
+/// Records read ahead of the stage's limit wait for the next read.
+const STAGED_AT_MOST: usize = 65_536;
+
+/// Records read from the consumer and not yet delivered, by partition, in offset order.
+#[derive(Debug, Default)]
+struct Stage {
+    partitions: BTreeMap<(String, i32), VecDeque<KafkaRecord>>,
+    len: usize,
+    /// When the oldest record staged was read (the batching window runs from there).
+    first_at: Option<Instant>,
+}
+
+impl Stage {
+    fn push(&mut self, record: KafkaRecord) {
+        self.first_at.get_or_insert_with(Instant::now);
+        self.len += 1;
+        self.partitions
+            .entry((record.topic.clone(), record.partition))
+            .or_default()
+            .push_back(record);
+    }
+
+    /// The most records staged for one partition.
+    fn fullest(&self) -> usize {
+        self.partitions.values().map(|q| q.len()).max().unwrap_or(0)
+    }
+
+    /// Up to `n` records of the partition whose first staged record has the oldest timestamp.
+    fn take_oldest(&mut self, n: usize) -> Vec<KafkaRecord> {
+        let oldest = self
+            .partitions
+            .iter()
+            .filter_map(|(key, q)| q.front().map(|r| ((r.timestamp, r.offset), key.clone())))
+            .min()
+            .map(|(_, key)| key);
+        let Some(key) = oldest else {
+            return Vec::new();
+        };
+        let batch: Vec<KafkaRecord> = match self.partitions.get_mut(&key) {
+            Some(q) => {
+                let k = n.max(1).min(q.len());
+                q.drain(..k).collect()
+            }
+            None => Vec::new(),
+        };
+        self.partitions.retain(|_, q| !q.is_empty());
+        self.len -= batch.len();
+        self.first_at = (self.len > 0).then(Instant::now);
+        batch
+    }
+
+    /// The first staged offset of each partition: the next one due for delivery.
+    fn heads(&self) -> HashMap<(String, i32), i64> {
+        self.partitions
+            .iter()
+            .filter_map(|(key, q)| q.front().map(|r| (key.clone(), r.offset)))
+            .collect()
+    }
+}
+
 /// The offset due next on each partition: the one after the last delivered, or, for a partition
 /// not seen yet, the group's commit. A record past it means the broker skipped some: the partition
 /// is read again once; a gap still there after that is taken as real (compaction, transaction
@@ -736,6 +844,43 @@ mod tests {
         let long = failed(500, &"x".repeat(100_000)).to_string();
         assert!(long.len() < 1_200, "{}", long.len());
         assert!(long.contains("100000 bytes in all"), "{long}");
+    }
+
+    #[test]
+    fn the_stage_hands_over_the_partition_with_the_oldest_record_a_partition_at_a_time() {
+        let record = |partition: i32, offset: i64, timestamp: i64| KafkaRecord {
+            topic: "t".to_owned(),
+            partition,
+            offset,
+            timestamp,
+            timestamp_type: "CREATE_TIME".to_owned(),
+            key: None,
+            value: None,
+            headers: Vec::new(),
+        };
+        let taken = |records: Vec<KafkaRecord>| -> Vec<(i32, i64)> {
+            records.iter().map(|r| (r.partition, r.offset)).collect()
+        };
+        let mut stage = Stage::default();
+        assert!(stage.take_oldest(2).is_empty());
+        // Partition 0 read far ahead (a broker's large slice), partition 1 behind it in time.
+        for offset in 0..4 {
+            stage.push(record(0, offset, 100 + offset));
+        }
+        stage.push(record(1, 10, 50));
+        stage.push(record(1, 11, 200));
+        assert_eq!((stage.len, stage.fullest()), (6, 4));
+        assert_eq!(
+            stage.heads(),
+            HashMap::from([(("t".to_owned(), 0), 0), (("t".to_owned(), 1), 10)])
+        );
+        // Partition 1's head is the oldest: its records go, at most two, however new the second.
+        assert_eq!(taken(stage.take_oldest(2)), [(1, 10), (1, 11)]);
+        assert_eq!(taken(stage.take_oldest(3)), [(0, 0), (0, 1), (0, 2)]);
+        assert_eq!(stage.heads(), HashMap::from([(("t".to_owned(), 0), 3)]));
+        assert_eq!(taken(stage.take_oldest(3)), [(0, 3)]);
+        assert_eq!(stage.len, 0);
+        assert!(stage.first_at.is_none() && stage.heads().is_empty());
     }
 
     #[test]
