@@ -38,16 +38,21 @@ async fn late_and_redelivered_ticks_leave_candles_and_indicators_as_one_clean_pa
     let on_time: Vec<Tick> = on_time.into_iter().map(|(_, t)| t).collect();
 
     // On-time ticks in order, every fourth batch delivered twice.
+    let mut closed = 0;
     for (n, batch) in on_time.chunks(300).enumerate() {
         let event = kafka_event(&records_of(batch, (n % 12) as i32, n as i64 * 300));
         let result = h.function.handle(&event).await;
         assert_eq!(result.report.failed, 0, "{:?}", result.error);
+        closed += result.report.candles_closed;
         if n % 4 == 0 {
-            h.function.handle(&event).await;
+            let again = h.function.handle(&event).await;
+            closed += again.report.candles_closed;
         }
     }
     let before = h.stored_candles().await.unwrap();
     assert!(with_values(&before).0 > 60, "{:?}", with_values(&before));
+    // Each candle that has indicators was counted closed once, redeliveries included.
+    assert_eq!(closed, with_values(&before).0);
 
     // The late ticks, in two halves processed at once, then again with other boundaries.
     let (a, b) = late.split_at(late.len() / 2);

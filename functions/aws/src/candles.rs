@@ -73,8 +73,6 @@ struct Round<'a> {
     rewind: Rewind,
     price: Option<Price>,
     close_all: bool,
-    /// The series' last closed candle before the first page committed.
-    closed_before: Option<Option<Timestamp>>,
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -534,11 +532,10 @@ impl CandleStore {
             rewind,
             price,
             close_all,
-            closed_before: None,
         };
         let mut total = Advanced::default();
         loop {
-            let (done, more) = self.advance_page(&mut round).await?;
+            let (done, more) = self.advance_page(&round).await?;
             total.closed += done.closed;
             total.recomputed += done.recomputed;
             total.last = done.last.or(total.last);
@@ -552,7 +549,7 @@ impl CandleStore {
 
     /// One page of `advance`: at most a page of candles closed or recomputed, and whether
     /// the series has more to take.
-    async fn advance_page(&self, round: &mut Round<'_>) -> Result<(Advanced, bool), AwsError> {
+    async fn advance_page(&self, round: &Round<'_>) -> Result<(Advanced, bool), AwsError> {
         let (series, interval, rewind) = (round.series, round.interval, round.rewind);
         for conflict in 0..MAX_CONFLICTS {
             if conflict > 0 {
@@ -641,7 +638,9 @@ impl CandleStore {
                 } else {
                     None
                 };
-                computed.push((k.start, k.close, values, snapshot));
+                // A candle closes for the first time when it had no values before: past the
+                // series' last closed candle, or in a gap behind it that late data filled.
+                computed.push((k.start, k.close, values, snapshot, c.values.is_none()));
             }
             // With more to take, the state says where this page ended, so that the next page
             // (or, after a crash, the next writer) goes on from there.
@@ -660,11 +659,9 @@ impl CandleStore {
                 self.counts.conflicts.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            // Candles count as newly closed against the state before the first page.
-            let closed_before = *round.closed_before.get_or_insert(last_closed);
             let writes: Vec<_> = computed
                 .iter()
-                .map(|(start, _, values, snapshot)| {
+                .map(|(start, _, values, snapshot, _)| {
                     self.write_values(series, *start, values, snapshot.as_deref(), committed)
                 })
                 .collect();
@@ -674,10 +671,7 @@ impl CandleStore {
                 .await;
             results.into_iter().collect::<Result<(), AwsError>>()?;
             self.clear_pending(series, committed).await?;
-            let newly = computed
-                .iter()
-                .filter(|c| closed_before.is_none_or(|l| c.0 > l))
-                .count();
+            let newly = computed.iter().filter(|c| c.4).count();
             let done = Advanced {
                 closed: newly,
                 recomputed: computed.len() - newly,
