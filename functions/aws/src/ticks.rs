@@ -72,9 +72,6 @@ pub struct TickWriteOutcome {
     pub duplicates: usize,
     /// Ticks not stored: see `Failed`.
     pub failed: Failed,
-    /// The M1 candle of each (pair, minute) the batch touched, rebuilt from the minute's ledger,
-    /// with the ledger's entry count as its weight (see `candles`).
-    pub minutes: Vec<(String, Candle, u64)>,
 }
 
 /// Requests sent to DynamoDB, for cost reports.
@@ -163,8 +160,22 @@ impl TickStore {
     }
 
     /// Stores the ticks and brings the sums they touch up to date: `put_raw`, then
-    /// `refresh_minutes`, then `refresh_hours`. `sources[i]` is tick i's source position.
-    pub async fn write(&self, ticks: &[Tick], sources: &[String]) -> TickWriteOutcome {
+    /// `refresh_minutes`, then `refresh_hours`. `sources[i]` is tick i's source position. The
+    /// M1 candle of each (pair, minute) the batch touched, rebuilt from the minute's ledger with
+    /// the ledger's entry count as its weight (see `candles`), goes to `alongside` as soon as the
+    /// minutes are done, and `alongside` runs while the hours' sums are brought up to date:
+    /// nothing reads those, so a caller that goes on from the minutes (the candle store) does not
+    /// wait for the hours' round trips. Returns the outcome and what `alongside` came to.
+    pub async fn write<F, Fut>(
+        &self,
+        ticks: &[Tick],
+        sources: &[String],
+        alongside: F,
+    ) -> (TickWriteOutcome, Fut::Output)
+    where
+        F: FnOnce(Vec<(String, Candle, u64)>) -> Fut,
+        Fut: std::future::Future,
+    {
         let mut seen = HashSet::with_capacity(ticks.len());
         let unique: Vec<usize> = (0..ticks.len())
             .filter(|&i| seen.insert((ticks[i].pair.as_str(), ticks[i].timestamp)))
@@ -178,15 +189,16 @@ impl TickStore {
 
         let (added, hours, failed_minutes, minutes) = self.refresh_minutes(ticks, &written).await;
         failed.extend(failed_minutes);
-        failed.extend(self.refresh_hours(hours).await);
+        let (failed_hours, beside) = futures::join!(self.refresh_hours(hours), alongside(minutes));
+        failed.extend(failed_hours);
         // Under concurrency a sum can grow by another batch's ticks too: never count more than ours.
         let stored = (added as usize).min(written.len());
-        TickWriteOutcome {
+        let outcome = TickWriteOutcome {
             stored,
             duplicates: ticks.len() - failed_raw.len() - stored,
             failed,
-            minutes,
-        }
+        };
+        (outcome, beside)
     }
 
     /// WAK per ZAR in each of `hours` that has both pairs' rates: 1 / (WAKMRV x MRVZAR), from the

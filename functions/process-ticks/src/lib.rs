@@ -3,7 +3,8 @@
 //!
 //! The handler takes a Kafka event (MSK or self-managed) or a Kinesis event. Valid ticks go to the
 //! tick store first (raw items and mid-price sums, exactly once, see `wtc_aws::ticks`); the M1
-//! candles of the minutes they touched, and the fetched 1-minute bars, then go to the candle store,
+//! candles of the minutes they touched, and the fetched 1-minute bars, then go to the candle store
+//! (while the tick store brings the hours' sums up to date, which the candles do not read),
 //! which rolls them up to M30 and H1 and advances the indicators of every series touched (see
 //! `wtc_aws::candles`); rejected records then go to the dead-letter queue with their reason and
 //! position, so a reject never holds back the valid records of its batch. What could not be done after retries (a write, a dead
@@ -129,7 +130,19 @@ impl ProcessTicks {
             }
         }
 
-        let mut outcome = self.store.write(&ticks, &sources).await;
+        // The candles go on from the minutes while the tick store brings the hours' sums up to
+        // date: the candle store reads neither.
+        let bar_minutes: Vec<_> = bars
+            .iter()
+            .map(|b| (b.symbol.clone(), b.candle(), BAR_WEIGHT))
+            .collect();
+        let (outcome, candles) = self
+            .store
+            .write(&ticks, &sources, |mut minutes| {
+                minutes.extend(bar_minutes);
+                self.candles.update(minutes)
+            })
+            .await;
         let mut retry: Vec<usize> = Vec::new();
         let mut error: Option<BatchError> = None;
         // A tick the tables can never take is the tick's fault: it is dead-lettered with the
@@ -152,12 +165,6 @@ impl ProcessTicks {
             }
         }
 
-        let mut minutes = std::mem::take(&mut outcome.minutes);
-        minutes.extend(
-            bars.iter()
-                .map(|b| (b.symbol.clone(), b.candle(), BAR_WEIGHT)),
-        );
-        let candles = self.candles.update(minutes).await;
         let latest_failed = self.record_latest(&ticks, &bars, &candles).await;
         for (symbol, e) in candles.failed.iter().chain(&latest_failed) {
             let of_symbol = ticks
