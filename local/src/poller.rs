@@ -464,7 +464,7 @@ impl KafkaPoller {
             return Ok(Vec::new());
         }
         match self.stage.lock() {
-            Ok(mut stage) => Ok(stage.take_oldest(self.options.batch_size)),
+            Ok(mut stage) => Ok(stage.take_oldest(self.options.batch_size, Instant::now())),
             Err(_) => bail!("the poller's stage is poisoned"),
         }
     }
@@ -654,10 +654,17 @@ enum Step {
 /// Records read ahead of the stage's limit wait for the next read.
 const STAGED_AT_MOST: usize = 65_536;
 
+/// However new its timestamp, a partition's first staged record waits at most this long: a
+/// producer whose clock runs ahead, or that sets timestamps of its own, cannot hold its
+/// partition back behind the others for good. Far above what ordering needs (the stage holds a
+/// few seconds of records at the local stack's pace).
+const STAGED_AT_MOST_FOR: Duration = Duration::from_secs(60);
+
 /// Records read from the consumer and not yet delivered, by partition, in offset order.
 #[derive(Debug, Default)]
 struct Stage {
-    partitions: BTreeMap<(String, i32), VecDeque<KafkaRecord>>,
+    /// Each record with when it was staged.
+    partitions: BTreeMap<(String, i32), VecDeque<(Instant, KafkaRecord)>>,
     len: usize,
     /// When the oldest record staged was read (the batching window runs from there).
     first_at: Option<Instant>,
@@ -665,12 +672,13 @@ struct Stage {
 
 impl Stage {
     fn push(&mut self, record: KafkaRecord) {
-        self.first_at.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        self.first_at.get_or_insert(now);
         self.len += 1;
         self.partitions
             .entry((record.topic.clone(), record.partition))
             .or_default()
-            .push_back(record);
+            .push_back((now, record));
     }
 
     /// The most records staged for one partition.
@@ -678,21 +686,27 @@ impl Stage {
         self.partitions.values().map(|q| q.len()).max().unwrap_or(0)
     }
 
-    /// Up to `n` records of the partition whose first staged record has the oldest timestamp.
-    fn take_oldest(&mut self, n: usize) -> Vec<KafkaRecord> {
-        let oldest = self
+    /// Up to `n` records of the partition whose first staged record has the oldest timestamp,
+    /// or, when some have waited `STAGED_AT_MOST_FOR` by `now`, of the one that waited longest.
+    fn take_oldest(&mut self, n: usize, now: Instant) -> Vec<KafkaRecord> {
+        let heads = self
             .partitions
             .iter()
-            .filter_map(|(key, q)| q.front().map(|r| ((r.timestamp, r.offset), key.clone())))
-            .min()
-            .map(|(_, key)| key);
-        let Some(key) = oldest else {
+            .filter_map(|(key, q)| q.front().map(|(at, r)| (key, *at, r)));
+        let overdue = heads
+            .clone()
+            .filter(|(_, at, _)| now.saturating_duration_since(*at) >= STAGED_AT_MOST_FOR)
+            .min_by_key(|(_, at, _)| *at);
+        let chosen = overdue
+            .or_else(|| heads.min_by_key(|(_, _, r)| (r.timestamp, r.offset)))
+            .map(|(key, _, _)| key.clone());
+        let Some(key) = chosen else {
             return Vec::new();
         };
         let batch: Vec<KafkaRecord> = match self.partitions.get_mut(&key) {
             Some(q) => {
                 let k = n.max(1).min(q.len());
-                q.drain(..k).collect()
+                q.drain(..k).map(|(_, r)| r).collect()
             }
             None => Vec::new(),
         };
@@ -706,7 +720,7 @@ impl Stage {
     fn heads(&self) -> HashMap<(String, i32), i64> {
         self.partitions
             .iter()
-            .filter_map(|(key, q)| q.front().map(|r| (key.clone(), r.offset)))
+            .filter_map(|(key, q)| q.front().map(|(_, r)| (key.clone(), r.offset)))
             .collect()
     }
 }
@@ -862,7 +876,8 @@ mod tests {
             records.iter().map(|r| (r.partition, r.offset)).collect()
         };
         let mut stage = Stage::default();
-        assert!(stage.take_oldest(2).is_empty());
+        let now = Instant::now();
+        assert!(stage.take_oldest(2, now).is_empty());
         // Partition 0 read far ahead (a broker's large slice), partition 1 behind it in time.
         for offset in 0..4 {
             stage.push(record(0, offset, 100 + offset));
@@ -875,12 +890,24 @@ mod tests {
             HashMap::from([(("t".to_owned(), 0), 0), (("t".to_owned(), 1), 10)])
         );
         // Partition 1's head is the oldest: its records go, at most two, however new the second.
-        assert_eq!(taken(stage.take_oldest(2)), [(1, 10), (1, 11)]);
-        assert_eq!(taken(stage.take_oldest(3)), [(0, 0), (0, 1), (0, 2)]);
+        assert_eq!(taken(stage.take_oldest(2, now)), [(1, 10), (1, 11)]);
+        assert_eq!(taken(stage.take_oldest(3, now)), [(0, 0), (0, 1), (0, 2)]);
         assert_eq!(stage.heads(), HashMap::from([(("t".to_owned(), 0), 3)]));
-        assert_eq!(taken(stage.take_oldest(3)), [(0, 3)]);
+        assert_eq!(taken(stage.take_oldest(3, now)), [(0, 3)]);
         assert_eq!(stage.len, 0);
         assert!(stage.first_at.is_none() && stage.heads().is_empty());
+
+        // A record stamped far ahead (a producer's clock, or a timestamp it set) waits behind
+        // the others only until it has been staged for `STAGED_AT_MOST_FOR`.
+        stage.push(record(2, 0, i64::MAX));
+        stage.push(record(3, 0, 1));
+        assert_eq!(taken(stage.take_oldest(1, now)), [(3, 0)]);
+        stage.push(record(3, 1, 2));
+        assert_eq!(taken(stage.take_oldest(1, Instant::now())), [(3, 1)]);
+        stage.push(record(3, 2, 3));
+        let later = Instant::now() + STAGED_AT_MOST_FOR;
+        assert_eq!(taken(stage.take_oldest(1, later)), [(2, 0)]);
+        assert_eq!(taken(stage.take_oldest(1, later)), [(3, 2)]);
     }
 
     #[test]
