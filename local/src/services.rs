@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 /// A process the stack started; killed when stopped or dropped, so nothing outlives the run.
+/// A runner killed with SIGKILL stops nothing itself, so on Linux each process is started
+/// through util-linux's `setpriv --pdeathsig KILL` (util-linux is essential on Debian), and the
+/// kernel kills it when the runner goes: a runner started again at once finds its ports free.
+/// The signal follows the thread that started the process, so services are started from the
+/// runtime's own threads (which live as long as the runner), never from `spawn_blocking`.
 pub struct Service {
     pub name: &'static str,
     pub log: PathBuf,
@@ -25,7 +30,15 @@ impl Service {
         let out =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
-        let child = Command::new(program)
+        let mut command = match parent_death_wrapper() {
+            Some(setpriv) => {
+                let mut command = Command::new(setpriv);
+                command.args(["--pdeathsig", "KILL", "--"]).arg(program);
+                command
+            }
+            None => Command::new(program),
+        };
+        let child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(out)
@@ -84,6 +97,16 @@ impl Service {
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+    }
+}
+
+/// `setpriv`, which starts a program with a signal the kernel sends it when its parent dies;
+/// Linux only (elsewhere a runner killed with SIGKILL leaves its services running).
+fn parent_death_wrapper() -> Option<PathBuf> {
+    if cfg!(target_os = "linux") {
+        crate::tools::find_on_path("setpriv")
+    } else {
+        None
     }
 }
 

@@ -189,16 +189,19 @@ pub const PARAMIKO_REQUIREMENT: &str = "paramiko>=3,<5";
 /// Playwright for Python, which drives the system's Chromium in the browser test.
 pub const PLAYWRIGHT_REQUIREMENT: &str = "playwright>=1.40,<2";
 
+/// `program` as found on `PATH`, if it is there.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
 /// A program from Debian's packages: installed with apt-get when missing and we are root
 /// (as in CI); otherwise the error says what to install.
 pub fn ensure_apt_program(program: &str, package: &str, needed_for: &str) -> Result<PathBuf> {
-    let find = || {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(program))
-                .find(|p| p.is_file())
-        })
-    };
+    let find = || find_on_path(program);
     if let Some(bin) = find() {
         return Ok(bin);
     }
