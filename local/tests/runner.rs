@@ -146,6 +146,43 @@ fn ctrl_c_prints_a_summary_and_stops_everything() {
     );
 }
 
+#[test]
+fn a_runner_killed_with_sigkill_takes_its_services_along_and_one_started_at_once_runs() {
+    let (kafka_port, aws_port) = (free_port().unwrap(), free_port().unwrap());
+    let args = [
+        "--ticks",
+        "500",
+        "--market-minutes",
+        "0",
+        "--cdr-files",
+        "0",
+        "--exit-when-done",
+    ];
+    let mut first = Running::start(runner(&args, kafka_port, aws_port));
+    first.wait_for("processed ", Duration::from_secs(180));
+    first.child.kill().unwrap();
+    let (_, out) = first.finish();
+    // The kernel stops the services once their parent is gone: give it a moment, not more.
+    let started = Instant::now();
+    while (listening(kafka_port) || listening(aws_port))
+        && started.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !listening(kafka_port) && !listening(aws_port),
+        "a service outlived the killed runner:\n{out}"
+    );
+    // On the same ports, at once.
+    let (ok, out) =
+        Running::start(runner(&args, kafka_port, aws_port)).finish_within(Duration::from_secs(240));
+    assert!(ok, "the second runner failed:\n{out}");
+    assert!(
+        out.contains("summary: produced 500 | processed 500 | stored 500"),
+        "{out}"
+    );
+}
+
 /// The last figure the runner's progress line gave after `label`, e.g. `usage rows 1,200`.
 fn last_figure(out: &str, label: &str) -> Option<u64> {
     let at = out.rfind(label)? + label.len();
